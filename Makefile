@@ -1,0 +1,45 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   builds a virtualenv, writes the sample corpus, indexes it and queries it
+#   make test   builds the same virtualenv and runs lint and the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SAMPLE := data/sample/stdlib
+DEMO_INDEX := indexes/stdlib
+# No general-purpose CrossEncoder installs offline; use the project's shared test reranker when
+# it is beside the checkout, else the default hub reranker (which falls back to retrieval order).
+RERANKER ?= $(wildcard ../shared/models/reranker)
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: install demo test lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements/torch-cpu.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install -r requirements/torch-cpu.txt
+	$(BIN)/python -m pip install -c requirements/torch-cpu.txt -e ".[offline,test]"
+	touch $@
+
+$(SAMPLE)/corpus.jsonl: scripts/make_sample_corpus.py | install
+	$(BIN)/python scripts/make_sample_corpus.py $(SAMPLE)
+
+$(DEMO_INDEX)/manifest.json: $(SAMPLE)/corpus.jsonl
+	$(BIN)/searchkit index $(SAMPLE)/corpus.jsonl --out $(DEMO_INDEX) --force \
+		$(if $(RERANKER),--reranker $(RERANKER))
+
+demo: $(DEMO_INDEX)/manifest.json
+	$(BIN)/searchkit info $(DEMO_INDEX)
+	$(BIN)/searchkit query "split a path into directory and file name" --index $(DEMO_INDEX) -k 5
+	$(BIN)/searchkit query "parse command line options" --index $(DEMO_INDEX) -k 3 --json
+
+lint: install
+	$(BIN)/ruff check searchkit tests benchmarks scripts
+	$(BIN)/ruff format --check searchkit tests benchmarks scripts
+
+test: lint
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) data/sample $(DEMO_INDEX)

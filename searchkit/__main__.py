@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from searchkit.cli import app
+
+app(prog_name="searchkit")

@@ -1,0 +1,27 @@
+"""Vector-index backends behind one protocol, imported lazily by name."""
+
+from __future__ import annotations
+
+import importlib
+
+from searchkit.backends.base import VectorIndex
+from searchkit.errors import UnknownBackend
+
+_BACKENDS = {
+    "faiss": "searchkit.backends.faiss:FaissIndex",
+    "hnswlib": "searchkit.backends.hnsw:HnswIndex",
+    "exact": "searchkit.backends.exact:ExactIndex",
+}
+BACKENDS = tuple(_BACKENDS)
+DEFAULT_KIND = {"faiss": "flat", "hnswlib": "hnsw", "exact": "flat"}
+
+
+def get_backend(name: str) -> type[VectorIndex]:
+    """The backend class registered under ``name``."""
+    if name not in _BACKENDS:
+        raise UnknownBackend(f"unknown backend {name!r}; choose one of: {', '.join(_BACKENDS)}")
+    module, _, attr = _BACKENDS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+__all__ = ["BACKENDS", "DEFAULT_KIND", "VectorIndex", "get_backend"]

@@ -1,0 +1,150 @@
+"""The searchkit command line: glue over the library, no search logic of its own."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from searchkit.errors import SearchkitError
+from searchkit.resolve import DEFAULT_ENCODER, DEFAULT_RERANKER
+
+app = typer.Typer(
+    help="Two-stage semantic search: index a JSONL corpus, then query it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+IndexOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--index",
+        "-i",
+        help="Index folder (default: $SEARCHKIT_INDEX, else newest under ./indexes).",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")]
+EfSearchOpt = Annotated[int | None, typer.Option(help="HNSW search breadth (hnsw indexes).")]
+NprobeOpt = Annotated[int | None, typer.Option(help="IVF lists to visit per query (ivf indexes).")]
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn searchkit errors into one line on stderr and exit code 1; show warnings plainly."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        try:
+            yield
+        except SearchkitError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(1) from None
+        finally:
+            for w in caught:
+                typer.echo(f"warning: {w.message}", err=True)
+
+
+@app.command()
+def index(
+    corpus: Annotated[Path, typer.Argument(help="JSONL corpus (.jsonl or .jsonl.gz).")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Index folder [default: indexes/<corpus name>]."),
+    ] = None,
+    model: Annotated[
+        str, typer.Option(help="Bi-encoder: local folder or hub name.")
+    ] = DEFAULT_ENCODER,
+    reranker: Annotated[
+        str, typer.Option(help="Default reranker recorded in the index.")
+    ] = DEFAULT_RERANKER,
+    backend: Annotated[
+        str, typer.Option(help="Vector backend: faiss, hnswlib or exact.")
+    ] = "faiss",
+    kind: Annotated[
+        str | None, typer.Option(help="flat, hnsw or ivf [default: faiss flat, hnswlib hnsw].")
+    ] = None,
+    m: Annotated[int | None, typer.Option("--m", help="HNSW links per node [32].")] = None,
+    ef_construction: Annotated[int | None, typer.Option(help="HNSW build breadth [200].")] = None,
+    ef_search: EfSearchOpt = None,
+    nlist: Annotated[int | None, typer.Option(help="IVF lists [about 4*sqrt(docs)].")] = None,
+    nprobe: NprobeOpt = None,
+    id_field: Annotated[str | None, typer.Option(help="Id field [_id, else id].")] = None,
+    skip_invalid: Annotated[
+        bool, typer.Option(help="Skip bad lines and report them instead of failing.")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(help="Texts per encoder batch.")] = 32,
+    force: Annotated[bool, typer.Option(help="Replace an existing index.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build an index from a corpus, e.g. searchkit index corpus.jsonl --backend hnswlib"""
+    from searchkit.build import build_index
+    from searchkit.report import print_build
+
+    params = {
+        "m": m,
+        "ef_construction": ef_construction,
+        "ef_search": ef_search,
+        "nlist": nlist,
+        "nprobe": nprobe,
+    }
+    with _errors():
+        report = build_index(
+            corpus, out, model=model, reranker=reranker, backend=backend, kind=kind,
+            params=params, id_field=id_field, skip_invalid=skip_invalid, batch_size=batch_size,
+            force=force, progress=progress,
+        )  # fmt: skip
+    print_build(report, as_json=as_json)
+
+
+@app.command()
+def query(
+    text: Annotated[str, typer.Argument(help="The query.")],
+    index: IndexOpt = None,
+    k: Annotated[int, typer.Option("-k", "--k", help="Hits to return.")] = 10,
+    candidates: Annotated[
+        int, typer.Option("--candidates", "-c", help="Retrieved hits the reranker scores.")
+    ] = 50,
+    rerank: Annotated[bool, typer.Option(help="Rerank with the CrossEncoder.")] = True,
+    reranker: Annotated[
+        str | None, typer.Option(help="CrossEncoder folder or hub name [the index's].")
+    ] = None,
+    ef_search: EfSearchOpt = None,
+    nprobe: NprobeOpt = None,
+    verify: Annotated[bool, typer.Option(help="Check file checksums on open.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search an index, e.g. searchkit query "how do vaccines work" -k 5 --json"""
+    from searchkit.paths import locate_index
+    from searchkit.report import print_hits
+    from searchkit.searcher import Searcher
+
+    with _errors():
+        path, why = locate_index(index)
+        if why != "given":
+            typer.echo(f"using index {path} ({why})", err=True)
+        searcher = Searcher.open(path, reranker=reranker, verify=verify)
+        hits = searcher.search(
+            text, k, rerank=rerank, candidates=candidates, ef_search=ef_search, nprobe=nprobe
+        )
+    print_hits(path, hits, searcher.reranker.name, as_json=as_json)
+
+
+@app.command()
+def info(
+    index: Annotated[Path | None, typer.Argument(help="Index folder [as for query].")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show what is in an index: documents, models, backend, files."""
+    from searchkit.manifest import Manifest
+    from searchkit.paths import locate_index
+    from searchkit.report import print_manifest
+
+    with _errors():
+        path, _ = locate_index(index)
+        manifest = Manifest.read(path)
+    print_manifest(path, manifest, as_json=as_json)

@@ -1,0 +1,168 @@
+"""Stream a JSONL corpus (plain or .gz) as Documents, with errors that name file and line."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from searchkit.errors import CorpusError
+from searchkit.models import Document
+
+ID_FIELDS = ("_id", "id")
+MAX_SKIPPED_KEPT = 20
+
+
+@dataclass(frozen=True)
+class SkippedLine:
+    """A corpus line left out by ``skip_invalid``, and why."""
+
+    line: int
+    problem: str
+
+
+class CorpusReader:
+    """Iterate the documents of a JSONL corpus without loading the file.
+
+    Each line is a JSON object with an id (``_id`` or ``id``, or ``id_field``), a non-empty
+    ``text``, an optional ``title``; every other field is kept as metadata (a ``metadata``
+    object is merged into it, as in BEIR files).
+
+    Args:
+        path: a ``.jsonl`` or ``.jsonl.gz`` file.
+        id_field: the field holding the document id; default: ``_id``, else ``id``.
+        skip_invalid: skip bad lines and record them in ``skipped`` instead of raising.
+
+    Example::
+
+        reader = CorpusReader("corpus.jsonl")
+        for doc in reader:
+            ...
+        print(reader.count, reader.sha256)
+    """
+
+    def __init__(
+        self, path: str | Path, *, id_field: str | None = None, skip_invalid: bool = False
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise CorpusError(self.path, None, "no such file; give the path of a .jsonl corpus")
+        self.id_fields = (id_field,) if id_field else ID_FIELDS
+        self.skip_invalid = skip_invalid
+        self.size = self.path.stat().st_size
+        self.position = 0
+        self.count = 0
+        self.skipped_count = 0
+        self.skipped: list[SkippedLine] = []
+        self._hash = hashlib.sha256()
+        self._seen: dict[str, int] = {}
+
+    @property
+    def sha256(self) -> str:
+        """Checksum of the uncompressed bytes read so far (the whole corpus after iterating)."""
+        return self._hash.hexdigest()
+
+    def __iter__(self) -> Iterator[Document]:
+        with open(self.path, "rb") as raw:
+            stream: IO[bytes] = gzip.GzipFile(fileobj=raw) if self._gzipped(raw) else raw
+            for line_no, line in enumerate(self._lines(stream, raw), start=1):
+                if not line.strip():
+                    continue
+                try:
+                    doc = self._parse(line, line_no)
+                except CorpusError as err:
+                    if not self.skip_invalid:
+                        raise
+                    self._skip(line_no, err.problem)
+                    continue
+                self.count += 1
+                yield doc
+        if self.count == 0:
+            why = f" ({self.skipped_count} invalid lines skipped)" if self.skipped_count else ""
+            raise CorpusError(self.path, None, f"empty corpus: no documents{why}")
+
+    @staticmethod
+    def _gzipped(raw: IO[bytes]) -> bool:
+        magic = raw.read(2)
+        raw.seek(0)
+        return magic == b"\x1f\x8b"
+
+    def _lines(self, stream: IO[bytes], raw: IO[bytes]) -> Iterator[bytes]:
+        try:
+            for line in stream:
+                self._hash.update(line)
+                self.position = raw.tell()
+                yield line
+        except (OSError, EOFError) as err:  # truncated or corrupt gzip
+            raise CorpusError(self.path, None, f"cannot read file: {err}") from None
+
+    def _skip(self, line_no: int, problem: str) -> None:
+        self.skipped_count += 1
+        if len(self.skipped) < MAX_SKIPPED_KEPT:
+            self.skipped.append(SkippedLine(line_no, problem))
+
+    def _fail(self, line_no: int, problem: str) -> CorpusError:
+        return CorpusError(self.path, line_no, problem)
+
+    def _parse(self, line: bytes, line_no: int) -> Document:
+        try:
+            record = json.loads(line.rstrip(b"\r\n"))
+        except UnicodeDecodeError as err:
+            raise self._fail(line_no, f"not UTF-8 text ({err.reason})") from None
+        except json.JSONDecodeError as err:
+            raise self._fail(line_no, f"invalid JSON: {err.msg} at column {err.colno}") from None
+        if not isinstance(record, dict):
+            kind = type(record).__name__
+            raise self._fail(line_no, f"expected a JSON object, got {kind}")
+        doc_id = self._id(record, line_no)
+        text = record.get("text")
+        if text is None:
+            raise self._fail(line_no, "missing field 'text'")
+        if not isinstance(text, str):
+            raise self._fail(line_no, f"field 'text' must be a string, got {_kind(text)}")
+        if not text.strip():
+            raise self._fail(line_no, "field 'text' is empty")
+        title = record.get("title") or ""
+        if not isinstance(title, str):
+            raise self._fail(line_no, f"field 'title' must be a string, got {_kind(title)}")
+        self._seen[doc_id] = line_no
+        return Document(doc_id, text, title, self._metadata(record))
+
+    def _id(self, record: dict[str, Any], line_no: int) -> str:
+        field = next((f for f in self.id_fields if f in record), None)
+        if field is None:
+            names = " or ".join(repr(f) for f in self.id_fields)
+            raise self._fail(
+                line_no, f"missing id field {names} (set --id-field if it is named otherwise)"
+            )
+        doc_id = record[field]
+        if not isinstance(doc_id, str):
+            raise self._fail(
+                line_no,
+                f'id field {field!r} must be a string, got {_kind(doc_id)}: write it as "{doc_id}"',
+            )
+        if not doc_id.strip():
+            raise self._fail(line_no, f"id field {field!r} is empty")
+        if doc_id in self._seen:
+            raise self._fail(
+                line_no, f"duplicate id {doc_id!r} (first on line {self._seen[doc_id]})"
+            )
+        return doc_id
+
+    def _metadata(self, record: dict[str, Any]) -> dict[str, Any]:
+        skip = {"text", "title", *self.id_fields}
+        meta = {k: v for k, v in record.items() if k not in skip and k != "metadata"}
+        nested = record.get("metadata")
+        if isinstance(nested, dict):
+            meta.update(nested)
+        elif nested is not None:
+            meta["metadata"] = nested
+        return meta
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__

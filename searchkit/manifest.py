@@ -1,0 +1,115 @@
+"""The manifest.json of an index folder: what is in it, and checks that it is whole."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from searchkit.errors import CorruptIndex, IncompatibleIndex, IndexNotFound
+from searchkit.fsio import sha256_file, write_atomic
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """A data file of the index, relative to the index folder."""
+
+    path: str
+    bytes: int
+    sha256: str
+
+    @classmethod
+    def of(cls, root: Path, relative: str) -> FileEntry:
+        full = root / relative
+        return cls(relative, full.stat().st_size, sha256_file(full))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything needed to open, check and explain an index.
+
+    ``version`` counts commits to this folder; ``files`` maps a role (``docs``, ``vectors``)
+    to its file. Scores are cosine similarities of normalized embeddings (inner product).
+    """
+
+    version: int
+    encoder: dict[str, Any]
+    reranker: str
+    backend: dict[str, Any]
+    documents: int
+    corpus: dict[str, Any]
+    files: dict[str, FileEntry]
+    searchkit_version: str
+    similarity: str = "cosine"
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def dim(self) -> int:
+        return int(self.encoder["dim"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def write(self, folder: Path) -> None:
+        """Atomically write (or replace) ``folder/manifest.json``."""
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        write_atomic(folder / MANIFEST, text.encode())
+
+    @classmethod
+    def read(cls, folder: str | Path) -> Manifest:
+        """Read and check the manifest of an index folder.
+
+        Raises:
+            IndexNotFound: no manifest there.
+            IncompatibleIndex: written in another format version.
+            CorruptIndex: not a readable manifest.
+        """
+        path = Path(folder) / MANIFEST
+        if not path.is_file():
+            raise IndexNotFound(
+                f"no searchkit index at {folder} ({MANIFEST} not found); "
+                "build one with: searchkit index CORPUS.jsonl"
+            )
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise CorruptIndex(f"{path}: not valid JSON ({err}); rebuild the index") from None
+        found = data.get("format_version") if isinstance(data, dict) else None
+        if found != FORMAT_VERSION:
+            raise IncompatibleIndex(
+                f"{path}: index format version {found!r}, but this searchkit reads version "
+                f"{FORMAT_VERSION}; rebuild the index with: searchkit index CORPUS --force"
+            )
+        try:
+            data["files"] = {role: FileEntry(**entry) for role, entry in data["files"].items()}
+            return cls(**data)
+        except (KeyError, TypeError, AttributeError) as err:
+            raise CorruptIndex(f"{path}: malformed manifest ({err}); rebuild the index") from None
+
+    def verify(self, folder: Path, *, checksums: bool = True) -> None:
+        """Check that every file exists with its recorded size (and sha256 when ``checksums``).
+
+        Raises:
+            CorruptIndex: naming the first file that is missing or differs.
+        """
+        for role, entry in self.files.items():
+            path = folder / entry.path
+            if not path.is_file():
+                raise CorruptIndex(f"{path}: {role} file is missing; rebuild the index")
+            size = path.stat().st_size
+            if size != entry.bytes:
+                raise CorruptIndex(
+                    f"{path}: {role} file has {size} bytes, manifest says {entry.bytes}; "
+                    "the file was changed or truncated: rebuild the index"
+                )
+            if checksums and sha256_file(path) != entry.sha256:
+                raise CorruptIndex(
+                    f"{path}: {role} file checksum mismatch; the file was changed or damaged: "
+                    "rebuild the index"
+                )

@@ -1,0 +1,63 @@
+"""Value objects: a corpus Document, a search Hit and the Hits of one query."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Document:
+    """One corpus record: id, text, optional title and any other fields as metadata."""
+
+    id: str
+    text: str
+    title: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def passage(self) -> str:
+        """Title and text joined the way BEIR feeds sentence-transformers models."""
+        return f"{self.title} {self.text}" if self.title else self.text
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result.
+
+    ``score`` is the rerank score when the hits were reranked, else the retrieval score;
+    ``retrieval_score`` and ``retrieval_rank`` (1-based) always come from the vector search.
+    """
+
+    id: str
+    score: float
+    rank: int
+    title: str
+    text: str
+    metadata: dict[str, Any]
+    retrieval_score: float
+    retrieval_rank: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Hits(list[Hit]):
+    """The hits of one query, best first, plus how they were produced.
+
+    Attributes:
+        query: the query text.
+        reranked: True when a CrossEncoder ordered the hits; False when they are in retrieval
+            order (rerank was off, or the default reranker could not be loaded).
+    """
+
+    def __init__(self, hits: list[Hit], query: str, reranked: bool) -> None:
+        super().__init__(hits)
+        self.query = query
+        self.reranked = reranked
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "query": self.query,
+            "reranked": self.reranked,
+            "hits": [hit.to_dict() for hit in self],
+        }

@@ -1,0 +1,124 @@
+"""Presentation for the CLI: tables for people, JSON for programs (stdout only)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from searchkit.build import BuildReport
+from searchkit.manifest import Manifest
+from searchkit.models import Hits
+
+SNIPPET_CHARS = 160
+SKIPPED_SHOWN = 5
+
+
+def _dump(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def print_build(report: BuildReport, as_json: bool = False) -> None:
+    """The summary after ``searchkit index``."""
+    m = report.manifest
+    if as_json:
+        _dump(
+            {
+                "index": str(report.path),
+                "documents": m.documents,
+                "seconds": round(report.seconds, 3),
+                "docs_per_second": round(report.docs_per_second, 2),
+                "skipped_lines": report.skipped_count,
+                "skipped": [{"line": s.line, "problem": s.problem} for s in report.skipped],
+                "manifest": m.to_dict(),
+            }
+        )
+        return
+    size = sum(f.bytes for f in m.files.values())
+    console = Console()
+    console.print(
+        f"Indexed {m.documents:,} documents into {report.path} in {report.seconds:.1f}s "
+        f"({report.docs_per_second:.1f} docs/s embedding); {m.backend['name']} "
+        f"{m.backend['kind']}, {m.dim}-d, {_mb(size)} on disk."
+    )
+    if report.skipped_count:
+        shown = ", ".join(f"line {s.line} ({s.problem})" for s in report.skipped[:SKIPPED_SHOWN])
+        more = report.skipped_count - min(len(report.skipped), SKIPPED_SHOWN)
+        console.print(
+            f"Skipped {report.skipped_count} invalid lines: {shown}"
+            + (f" and {more} more" if more else ""),
+            markup=False,
+        )
+
+
+def print_hits(index: Path, hits: Hits, reranker: str, as_json: bool = False) -> None:
+    """The hits of ``searchkit query``."""
+    if as_json:
+        _dump(
+            {"index": str(index), "reranker": reranker if hits.reranked else None, **hits.to_dict()}
+        )
+        return
+    how = f"reranked by {reranker}" if hits.reranked else "retrieval order (not reranked)"
+    table = Table(
+        title=f"{len(hits)} hits for {hits.query!r} in {index}, {how}", title_justify="left"
+    )
+    for column in ("#", "score", "retr.", "id", "title / text"):
+        table.add_column(column, overflow="fold")
+    for hit in hits:
+        text = " ".join(hit.text.split())
+        snippet = text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS] + "..."
+        body = (
+            f"[bold]{_escape(hit.title)}[/bold]\n{_escape(snippet)}"
+            if hit.title
+            else _escape(snippet)
+        )
+        table.add_row(
+            str(hit.rank), f"{hit.score:.3f}", str(hit.retrieval_rank), _escape(hit.id), body
+        )
+    Console().print(table)
+
+
+def print_manifest(index: Path, manifest: Manifest, as_json: bool = False) -> None:
+    """What ``searchkit info`` shows."""
+    if as_json:
+        _dump({"index": str(index), **manifest.to_dict()})
+        return
+    m = manifest
+    params = ", ".join(f"{k}={v}" for k, v in m.backend["params"].items()) or "-"
+    rows = [
+        ("index", str(index)),
+        ("documents", f"{m.documents:,}"),
+        ("version", f"{m.version} (format {m.format_version}, searchkit {m.searchkit_version})"),
+        ("created", m.created),
+        (
+            "bi-encoder",
+            f"{m.encoder['name']} ({m.dim}-d, max {m.encoder['max_seq_length']} tokens)",
+        ),
+        ("reranker", m.reranker),
+        ("vectors", f"{m.backend['name']} {m.backend['kind']} ({params}), {m.similarity}"),
+        (
+            "corpus",
+            f"{m.corpus['path']} (sha256 {m.corpus['sha256'][:16]}..., "
+            f"{m.corpus['skipped_lines']} lines skipped)",
+        ),
+        *((f"file: {role}", f"{f.path} ({_mb(f.bytes)})") for role, f in m.files.items()),
+    ]
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in rows:
+        table.add_row(key, _escape(value))
+    Console().print(table)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

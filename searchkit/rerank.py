@@ -1,0 +1,51 @@
+"""The second stage: a sentence-transformers CrossEncoder that scores (query, passage) pairs."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from searchkit.resolve import DEFAULT_RERANKER, canonical_name, load_model
+
+if TYPE_CHECKING:
+    from sentence_transformers import CrossEncoder
+
+
+class Reranker:
+    """Scores query/passage pairs with a CrossEncoder; higher is more relevant.
+
+    Passages longer than the model's ``max_length`` are truncated by its tokenizer, which keeps
+    the query and the start of the passage.
+
+    Args:
+        name: a local folder or a hub name (default ``cross-encoder/ms-marco-MiniLM-L6-v2``).
+        batch_size: pairs per forward pass.
+    """
+
+    def __init__(self, name: str = DEFAULT_RERANKER, batch_size: int = 32) -> None:
+        self.name = canonical_name(name)
+        self.batch_size = batch_size
+
+    @property
+    def is_default(self) -> bool:
+        return self.name == DEFAULT_RERANKER
+
+    @functools.cached_property
+    def model(self) -> CrossEncoder:
+        from sentence_transformers import CrossEncoder
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        return load_model(CrossEncoder, self.name, "reranker")
+
+    def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """One float score per (query, passage) pair, all pairs batched together."""
+        if not pairs:
+            return np.empty(0, dtype=np.float32)
+        scores = self.model.predict(
+            list(pairs), batch_size=self.batch_size, show_progress_bar=False, convert_to_numpy=True
+        )
+        return np.asarray(scores, dtype=np.float32).reshape(len(pairs))

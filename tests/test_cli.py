@@ -1,0 +1,106 @@
+"""The CLI through real subprocesses: index, query (table and --json), info, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import tiny_records, write_jsonl
+
+pytestmark = pytest.mark.slow
+
+
+def run(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "searchkit", *args],
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, reranker_path: Path) -> Path:
+    """A working folder with one index under ./indexes, built by the CLI."""
+    root = tmp_path_factory.mktemp("cli")
+    write_jsonl(root / "tiny.jsonl", tiny_records())
+    done = run(
+        "index", "tiny.jsonl", "--reranker", str(reranker_path), "--backend", "hnswlib", cwd=root
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Indexed 12 documents into indexes/tiny" in done.stdout
+    assert "docs/s" in done.stdout
+    return root
+
+
+def test_query_json_uses_the_only_index_and_says_so(project):
+    done = run("query", "what makes sourdough rise", "--json", "-k", "5", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert "using index indexes/tiny (the only index under ./indexes)" in done.stderr
+    out = json.loads(done.stdout)
+    assert out["reranked"] is True and out["reranker"].endswith("reranker")
+    assert len(out["hits"]) == 5 and out["hits"][0]["id"] == "sourdough"
+    assert set(out["hits"][0]) == {
+        "id", "score", "rank", "title", "text", "metadata", "retrieval_score", "retrieval_rank"
+    }  # fmt: skip
+
+
+def test_query_table_and_no_rerank(project):
+    done = run("query", "what causes high and low tide", "--no-rerank", "-k", "2", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert "retrieval order (not reranked)" in done.stdout
+    assert "Ocean tides" in done.stdout
+
+
+def test_env_var_and_most_recent_index_are_used(project, tmp_path):
+    second = write_jsonl(project / "other.jsonl", tiny_records()[:2])
+    assert run("index", str(second), "--no-progress", cwd=project).returncode == 0
+    done = run("info", "--json", cwd=project)
+    assert json.loads(done.stdout)["index"] == "indexes/other"  # the newest
+    done = run(
+        "query",
+        "vaccines",
+        "--no-rerank",
+        "--json",
+        cwd=tmp_path,
+        env={"SEARCHKIT_INDEX": str(project / "indexes/tiny")},
+    )
+    assert "from $SEARCHKIT_INDEX" in done.stderr
+    assert json.loads(done.stdout)["hits"][0]["id"] == "vaccine"
+
+
+def test_info(project):
+    done = run("info", "indexes/tiny", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert "hnswlib hnsw (ef_construction=200, ef_search=64, m=32)" in done.stdout
+    assert "documents" in done.stdout and "12" in done.stdout
+
+
+def test_errors_exit_1_with_file_and_line(project):
+    write_jsonl(project / "bad.jsonl", [{"_id": "a", "text": "ok"}, '{"_id": "b", "text": '])
+    done = run("index", "bad.jsonl", cwd=project)
+    assert done.returncode == 1
+    assert done.stderr.strip().endswith("bad.jsonl:2: invalid JSON: Expecting value at column 22")
+    assert not (project / "indexes" / "bad").exists()
+    done = run("index", "bad.jsonl", "--skip-invalid", "--no-progress", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert "Skipped 1 invalid lines: line 2 (invalid JSON" in done.stdout
+    done = run("query", "x", "--index", "nowhere", cwd=project)
+    assert done.returncode == 1 and "no searchkit index at nowhere" in done.stderr
+    done = run("index", "tiny.jsonl", cwd=project)
+    assert done.returncode == 1 and "already holds an index; pass --force" in done.stderr
+
+
+def test_help_does_not_import_torch():
+    code = "import sys, searchkit.cli; print('torch' in sys.modules, 'faiss' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

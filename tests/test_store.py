@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+
+from searchkit.models import Document
+from searchkit.store import ROW_GROUP_ROWS, DocStore, DocStoreWriter
+
+
+def test_take_returns_rows_in_asked_order_across_row_groups(tmp_path):
+    path = tmp_path / "docs.parquet"
+    writer = DocStoreWriter(path)
+    n = ROW_GROUP_ROWS * 3 + 17
+    docs = [
+        Document(f"d{i}", f"text {i} ü", f"title {i}", {"i": i, "tag": ["x"]}) for i in range(n)
+    ]
+    writer.write(docs[:500])
+    writer.write(docs[500:])
+    writer.close()
+    store = DocStore(path)
+    assert len(store) == n
+    rows = [n - 1, 0, 300, 300, ROW_GROUP_ROWS, 5]
+    assert store.take(rows) == [docs[r] for r in rows]
+    assert store.take([]) == []
+
+
+def test_docstore_is_plain_parquet(tmp_path):
+    path = tmp_path / "docs.parquet"
+    writer = DocStoreWriter(path)
+    writer.write([Document("a", "alpha", "A", {"year": 2020})])
+    writer.close()
+    table = pq.read_table(path)
+    assert table.column_names == ["row", "id", "title", "text", "metadata"]
+    assert table.to_pylist() == [
+        {"row": 0, "id": "a", "title": "A", "text": "alpha", "metadata": '{"year": 2020}'}
+    ]
