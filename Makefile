@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml requirements/torch-cpu.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install -r requirements/torch-cpu.txt
-	$(BIN)/python -m pip install -c requirements/torch-cpu.txt -e ".[offline,test]"
+	$(BIN)/python -m pip install -c requirements/torch-cpu.txt -e ".[offline,test,bench]"
 	touch $@
 
 $(SAMPLE)/corpus.jsonl: scripts/make_sample_corpus.py | install

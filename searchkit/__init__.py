@@ -16,6 +16,7 @@ from searchkit.corpus import CorpusReader
 from searchkit.errors import (
     CorpusError,
     CorruptIndex,
+    DatasetError,
     IncompatibleIndex,
     IndexExists,
     IndexNotFound,
@@ -34,6 +35,7 @@ __all__ = [
     "CorpusError",
     "CorpusReader",
     "CorruptIndex",
+    "DatasetError",
     "Document",
     "Hit",
     "Hits",

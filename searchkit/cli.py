@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -132,6 +133,49 @@ def query(
             text, k, rerank=rerank, candidates=candidates, ef_search=ef_search, nprobe=nprobe
         )
     print_hits(path, hits, searcher.reranker.name, as_json=as_json)
+
+
+@app.command("eval")
+def eval_(
+    index: Annotated[
+        Path | None, typer.Argument(help="Index folder [built from --dataset].")
+    ] = None,
+    dataset: Annotated[Path | None, typer.Option(help="BEIR dataset folder.")] = None,
+    split: Annotated[str, typer.Option(help="qrels split of --dataset.")] = "test",
+    queries: Annotated[Path | None, typer.Option(help="queries.jsonl (with INDEX).")] = None,
+    qrels: Annotated[Path | None, typer.Option(help="qrels TSV (with INDEX).")] = None,
+    candidates: Annotated[int, typer.Option("--candidates", "-c", help="Hits to rerank.")] = 50,
+    rerank: Annotated[bool, typer.Option(help="Also measure retrieval + rerank.")] = True,
+    reranker: Annotated[str | None, typer.Option(help="CrossEncoder [the index's].")] = None,
+    model: Annotated[
+        str, typer.Option(help="Bi-encoder, if the index is built.")
+    ] = DEFAULT_ENCODER,
+    backend: Annotated[str, typer.Option(help="Backend, if the index is built.")] = "faiss",
+    force: Annotated[bool, typer.Option(help="Rebuild the dataset's index.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = True,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the result here.")
+    ] = None,
+) -> None:
+    """Measure nDCG@10, MRR@10, Recall@10/100, MAP@100 and latency on judged queries,
+    e.g. searchkit eval --dataset ../shared/data/beir/scifact --split test"""
+    from searchkit.evaluate import evaluate, prepare
+    from searchkit.report import print_eval
+
+    build = {"model": model, "backend": backend, "force": force, "progress": progress}
+    if reranker is not None:
+        build["reranker"] = reranker
+    with _errors():
+        path, data = prepare(
+            index, dataset=dataset, split=split, queries=queries, qrels=qrels, **build
+        )
+        result = evaluate(
+            path, data, candidates=candidates, rerank=rerank, reranker=reranker, progress=progress
+        )
+    print_eval(result)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
 
 
 @app.command()

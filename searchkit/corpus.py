@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -67,8 +68,7 @@ class CorpusReader:
         return self._hash.hexdigest()
 
     def __iter__(self) -> Iterator[Document]:
-        with open(self.path, "rb") as raw:
-            stream: IO[bytes] = gzip.GzipFile(fileobj=raw) if self._gzipped(raw) else raw
+        with open_corpus(self.path) as (raw, stream):
             for line_no, line in enumerate(self._lines(stream, raw), start=1):
                 if not line.strip():
                     continue
@@ -84,12 +84,6 @@ class CorpusReader:
         if self.count == 0:
             why = f" ({self.skipped_count} invalid lines skipped)" if self.skipped_count else ""
             raise CorpusError(self.path, None, f"empty corpus: no documents{why}")
-
-    @staticmethod
-    def _gzipped(raw: IO[bytes]) -> bool:
-        magic = raw.read(2)
-        raw.seek(0)
-        return magic == b"\x1f\x8b"
 
     def _lines(self, stream: IO[bytes], raw: IO[bytes]) -> Iterator[bytes]:
         try:
@@ -162,6 +156,24 @@ class CorpusReader:
         elif nested is not None:
             meta["metadata"] = nested
         return meta
+
+
+@contextmanager
+def open_corpus(path: Path) -> Iterator[tuple[IO[bytes], IO[bytes]]]:
+    """(raw file, byte stream): the stream decompresses when the file is gzipped."""
+    with open(path, "rb") as raw:
+        gzipped = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        yield raw, gzip.GzipFile(fileobj=raw) if gzipped else raw
+
+
+def corpus_sha256(path: str | Path) -> str:
+    """sha256 of a corpus' uncompressed bytes, as recorded in an index manifest."""
+    digest = hashlib.sha256()
+    with open_corpus(Path(path)) as (_, stream):
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _kind(value: Any) -> str:

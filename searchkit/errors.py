@@ -2,6 +2,7 @@
 
 * SearchkitError          catch this in apps; the CLI turns it into exit code 1
   x CorpusError           "corpus.jsonl:17: missing field 'text'"
+  x DatasetError          evaluation data: "qrels/test.tsv:4: expected 3 columns"
   x IndexError_           an index folder that cannot be used
     x IndexNotFound       no index at that path
     x IndexExists         refusing to overwrite without force
@@ -30,6 +31,10 @@ class CorpusError(SearchkitError):
         self.problem = problem
         where = f"{self.path}:{line}" if line is not None else self.path
         super().__init__(f"{where}: {problem}")
+
+
+class DatasetError(CorpusError):
+    """Bad evaluation data (queries, qrels, BEIR layout); names file and line when it can."""
 
 
 class IndexError_(SearchkitError):  # noqa: N801 - avoid shadowing the builtin IndexError

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from types import TracebackType
 
 from rich.console import Console
 from rich.progress import (
     BarColumn,
+    MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     SpinnerColumn,
     TaskID,
     TaskProgressColumn,
@@ -16,6 +17,37 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+
+def _progress(*middle: ProgressColumn, enabled: bool) -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        *middle,
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+    )
+
+
+class TaskProgress:
+    """A bar over a known number of steps (e.g. queries), with the rate per second."""
+
+    def __init__(self, description: str, total: int, enabled: bool = True) -> None:
+        self._progress = _progress(MofNCompleteColumn(), enabled=enabled)
+        self._task = self._progress.add_task(description, total=total)
+
+    def __enter__(self) -> TaskProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def advance(self, steps: int) -> None:
+        self._progress.advance(self._task, steps)
 
 
 class BuildProgress:
@@ -27,17 +59,11 @@ class BuildProgress:
     def __init__(self, total_bytes: int, enabled: bool = True) -> None:
         self.docs = 0
         self._started = time.monotonic()
-        self._progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
+        self._progress = _progress(
             TaskProgressColumn(),
             TextColumn("{task.fields[docs]:,} docs"),
             TextColumn("{task.fields[rate]:.1f} docs/s"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            disable=not enabled,
+            enabled=enabled,
         )
         self._task: TaskID = self._progress.add_task(
             "embedding", total=total_bytes, docs=0, rate=0.0
@@ -48,9 +74,7 @@ class BuildProgress:
         self._started = time.monotonic()
         return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._progress.stop()
 
     @property

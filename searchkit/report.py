@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from searchkit.build import BuildReport
+from searchkit.evaluate import EvalResult
 from searchkit.manifest import Manifest
 from searchkit.models import Hits
 
@@ -122,3 +123,32 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
+
+
+def print_eval(result: EvalResult) -> None:
+    """The metrics table of ``searchkit eval``."""
+    from searchkit.metrics import METRICS
+
+    stages = list(result.metrics)
+    table = Table(
+        title=f"{result.name}: {result.queries} queries on {result.index}", title_justify="left"
+    )
+    table.add_column("stage")
+    for name in METRICS:
+        table.add_column(name, justify="right")
+    for label in ("p50 ms", "p95 ms", "p99 ms"):
+        table.add_column(label, justify="right")
+    for stage in stages:
+        label = stage if stage == "retrieval" else f"rerank top {result.candidates}"
+        lat = result.latency_ms.get(stage, {})
+        table.add_row(
+            label,
+            *(f"{result.metrics[stage][m]:.4f}" for m in METRICS),
+            *(f"{lat[p]:.1f}" for p in ("p50", "p95", "p99")),
+        )
+    console = Console()
+    console.print(table)
+    if result.reranker:
+        console.print(f"reranker: {result.reranker}", markup=False)
+    for note in result.notes:
+        console.print(f"note: {note}", markup=False)

@@ -6,8 +6,9 @@ import searchkit
 def test_public_names_are_pinned():
     assert sorted(searchkit.__all__) == sorted(
         [
-            "BuildReport", "CorpusError", "CorpusReader", "CorruptIndex", "Document", "Hit",
-            "Hits", "IncompatibleIndex", "IndexExists", "IndexNotFound", "InvalidParameter",
+            "BuildReport", "CorpusError", "CorpusReader", "CorruptIndex", "DatasetError",
+            "Document", "Hit", "Hits", "IncompatibleIndex", "IndexExists", "IndexNotFound",
+            "InvalidParameter",
             "Manifest", "ModelUnavailable", "RerankerUnavailableWarning", "SearchkitError",
             "Searcher", "UnknownBackend", "__version__", "build_index",
         ]

@@ -1,0 +1,171 @@
+"""Evaluate an index on judged queries: quality metrics and latency, with and without rerank."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from searchkit.beir import EvalSet, load_beir, load_eval_set
+from searchkit.build import build_index
+from searchkit.corpus import corpus_sha256
+from searchkit.errors import DatasetError, IndexExists, InvalidParameter
+from searchkit.manifest import MANIFEST, Manifest
+from searchkit.metrics import percentiles_ms, score_run
+from searchkit.models import Hits
+from searchkit.paths import INDEX_ROOT
+from searchkit.progress import TaskProgress
+from searchkit.searcher import DEFAULT_CANDIDATES, Searcher
+
+DEPTH = 100  # retrieved per query: enough for Recall@100 and MAP@100
+
+__all__ = ["EvalResult", "ensure_index", "evaluate", "prepare", "score_run"]
+
+
+@dataclass
+class EvalResult:
+    """Metrics per stage (``retrieval``, ``rerank``) and per-query latency percentiles in ms."""
+
+    name: str
+    index: str
+    queries: int
+    candidates: int
+    reranker: str | None
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def ensure_index(data: EvalSet, out: str | Path | None = None, **build: Any) -> Path:
+    """The index of ``data.corpus`` at ``out`` (default ``indexes/<name>``): reused when it
+    was built from the same corpus bytes, else built (``build`` goes to ``build_index``).
+
+    Raises:
+        IndexExists: ``out`` holds an index of another corpus (pass ``force=True`` to rebuild).
+    """
+    if data.corpus is None:
+        raise DatasetError(data.name, None, "no corpus to index; give an index folder instead")
+    out = Path(out) if out is not None else INDEX_ROOT / data.name
+    if (out / MANIFEST).exists() and not build.get("force"):
+        if Manifest.read(out).corpus["sha256"] != corpus_sha256(data.corpus):
+            raise IndexExists(f"{out} holds an index of another corpus; pass --force to rebuild it")
+        return out
+    return build_index(data.corpus, out, **build).path
+
+
+def prepare(
+    index: str | Path | None = None,
+    *,
+    dataset: str | Path | None = None,
+    split: str = "test",
+    queries: str | Path | None = None,
+    qrels: str | Path | None = None,
+    **build: Any,
+) -> tuple[Path, EvalSet]:
+    """The index and the judged queries to evaluate, as ``searchkit eval`` takes them.
+
+    Either a BEIR ``dataset`` folder (its index is built or reused unless ``index`` is given),
+    or an ``index`` with ``queries`` (BEIR queries.jsonl) and ``qrels`` (TSV).
+    """
+    if dataset is not None:
+        data = load_beir(dataset, split)
+    elif queries is not None and qrels is not None:
+        data = load_eval_set(queries, qrels)
+    else:
+        raise InvalidParameter("give --dataset DIR, or INDEX with --queries FILE and --qrels FILE")
+    if index is not None:
+        return Path(index), data
+    if data.corpus is None:
+        raise InvalidParameter("give the INDEX to evaluate these queries on")
+    return ensure_index(data, **build), data
+
+
+def evaluate(
+    index: str | Path,
+    data: EvalSet,
+    *,
+    candidates: int = DEFAULT_CANDIDATES,
+    rerank: bool = True,
+    reranker: str | None = None,
+    progress: bool = True,
+) -> EvalResult:
+    """Run every judged query through ``index`` one at a time (to time each) and score the runs.
+
+    The retrieval stage ranks the top 100 by vector; the rerank stage reranks the top
+    ``candidates`` (the full query path, timed end to end) and keeps the rest of the top 100
+    in retrieval order below them, as BEIR does.
+
+    Example::
+
+        data = load_beir("../shared/data/beir/scifact", "test")
+        result = evaluate(ensure_index(data), data, candidates=20)
+        print(result.metrics["rerank"]["nDCG@10"])
+    """
+    searcher = Searcher.open(index, reranker=reranker)
+    _check_ids(searcher, data)
+    result = EvalResult(data.name, str(index), len(data.queries), candidates, None)
+    retrieved = _run_stage(searcher, data, result, "retrieval", progress, k=DEPTH, rerank=False)
+    _score(result, "retrieval", data, {q: _ranked(h) for q, h in retrieved.items()})
+    if rerank:
+        reranked = _run_stage(
+            searcher,
+            data,
+            result,
+            "rerank",
+            progress,
+            k=candidates,
+            rerank=True,
+            candidates=candidates,
+        )
+        if all(h.reranked for h in reranked.values()):
+            result.reranker = searcher.reranker.name
+            _score(
+                result, "rerank", data, {q: _with_tail(reranked[q], retrieved[q]) for q in reranked}
+            )
+        else:
+            del result.latency_ms["rerank"]
+            result.notes.append("the reranker could not be loaded: rerank stage not measured")
+    return result
+
+
+def _run_stage(
+    searcher: Searcher, data: EvalSet, result: EvalResult, stage: str, progress: bool, **search: Any
+) -> dict[str, Hits]:
+    hits, seconds = {}, []
+    with TaskProgress(f"{data.name}: {stage}", len(data.queries), enabled=progress) as bar:
+        for qid, text in data.queries.items():
+            started = time.perf_counter()
+            hits[qid] = searcher.search(text, **search)
+            seconds.append(time.perf_counter() - started)
+            bar.advance(1)
+    result.latency_ms[stage] = percentiles_ms(seconds)
+    return hits
+
+
+def _ranked(hits: list[Any]) -> dict[str, float]:
+    """Scores that encode rank, so ties or mixed score scales cannot reorder a run."""
+    return {h.id: float(len(hits) - i) for i, h in enumerate(hits)}
+
+
+def _with_tail(reranked: Hits, retrieved: Hits) -> dict[str, float]:
+    seen = {h.id for h in reranked}
+    return _ranked([*reranked, *(h for h in retrieved if h.id not in seen)])
+
+
+def _score(result: EvalResult, stage: str, data: EvalSet, run: dict[str, dict[str, float]]) -> None:
+    result.metrics[stage] = score_run(data.qrels, run)
+
+
+def _check_ids(searcher: Searcher, data: EvalSet) -> None:
+    judged = {d for docs in data.qrels.values() for d in docs}
+    if missing := sorted(judged - searcher.docs.ids()):
+        raise DatasetError(
+            data.name,
+            None,
+            f"{len(missing)} of {len(judged)} judged documents are not in the index "
+            f"{searcher.path}, e.g. {missing[:3]}; was it built from this dataset's corpus?",
+        )

@@ -1,0 +1,122 @@
+"""Evaluation: metrics on a hand-checkable toy case, and searchkit eval end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from searchkit import DatasetError, IndexExists
+from searchkit.beir import load_beir
+from searchkit.evaluate import ensure_index, evaluate
+from searchkit.metrics import score_run
+from tests.conftest import QUERIES, tiny_records, write_jsonl
+
+
+def test_metrics_on_a_toy_case_checked_by_hand():
+    qrels = {"q1": {"d1": 1, "d3": 1}, "q2": {"x": 1}, "q3": {"y": 1}}
+    run = {
+        "q1": {"d1": 0.9, "d2": 0.8, "d3": 0.7},  # relevant at ranks 1 and 3
+        "q2": {f"n{i}": 1 - i / 100 for i in range(10)} | {"x": 0.01},  # relevant at rank 11
+    }  # q3 retrieved nothing: it counts as 0
+    m = score_run(qrels, run)
+    ndcg_q1 = (1 + 1 / math.log2(4)) / (1 + 1 / math.log2(3))
+    assert m["nDCG@10"] == pytest.approx(ndcg_q1 / 3)
+    assert m["MRR@10"] == pytest.approx(1 / 3)  # q2's hit is below the cut
+    assert m["Recall@10"] == pytest.approx(1 / 3)
+    assert m["Recall@100"] == pytest.approx(2 / 3)
+    assert m["MAP@100"] == pytest.approx(((1 + 2 / 3) / 2 + 1 / 11) / 3)
+
+
+def write_beir(root: Path, qrels_lines: list[str]) -> Path:
+    (root / "qrels").mkdir(parents=True)
+    write_jsonl(root / "corpus.jsonl", tiny_records())
+    queries = [{"_id": f"q{i}", "text": q} for i, q in enumerate(QUERIES)]
+    write_jsonl(root / "queries.jsonl", [*queries, {"_id": "unjudged", "text": "x"}])
+    (root / "qrels" / "test.tsv").write_text(
+        "\n".join(["query-id\tcorpus-id\tscore", *qrels_lines]) + "\n"
+    )
+    return root
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    lines = [f"q{i}\t{doc}\t1" for i, doc in enumerate(QUERIES.values())]
+    return write_beir(tmp_path / "tiny", lines)
+
+
+@pytest.mark.slow
+def test_evaluate_builds_then_reuses_the_index_and_scores_both_stages(
+    dataset, tmp_path, reranker_path
+):
+    data = load_beir(dataset)
+    assert len(data.queries) == 5 and "unjudged" not in data.queries
+    out = tmp_path / "idx"
+    index = ensure_index(data, out, reranker=str(reranker_path), progress=False)
+    built = (out / "manifest.json").read_text()
+    assert ensure_index(data, out) == out and (out / "manifest.json").read_text() == built
+    result = evaluate(index, data, candidates=5, progress=False)
+    # each query's one relevant document is retrieved first (see test_build)
+    assert result.metrics["retrieval"] == {
+        "nDCG@10": 1.0, "MRR@10": 1.0, "Recall@10": 1.0, "Recall@100": 1.0, "MAP@100": 1.0
+    }  # fmt: skip
+    assert set(result.metrics["rerank"]) == set(result.metrics["retrieval"])
+    assert 0 < result.metrics["rerank"]["nDCG@10"] <= 1
+    assert result.reranker == str(reranker_path)
+    lat = result.latency_ms["rerank"]
+    assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"]
+    other = write_beir(tmp_path / "other", ["q0\tvaccine\t1"])
+    write_jsonl(other / "corpus.jsonl", tiny_records()[:6])
+    with pytest.raises(IndexExists, match="another corpus"):
+        ensure_index(load_beir(other), out)
+
+
+@pytest.mark.slow
+def test_qrels_naming_documents_not_in_the_index(dataset, tmp_path):
+    data = load_beir(dataset)
+    index = ensure_index(data, tmp_path / "idx", progress=False)
+    bad = write_beir(tmp_path / "bad", ["q0\tvaccine\t1", "q1\tghost\t1"])
+    with pytest.raises(
+        DatasetError, match=r"1 of 2 judged documents are not in the index.*'ghost'"
+    ):
+        evaluate(index, load_beir(bad), rerank=False, progress=False)
+
+
+def test_dataset_errors(tmp_path, dataset):
+    with pytest.raises(DatasetError, match="not a BEIR dataset folder"):
+        load_beir(tmp_path / "nothing")
+    with pytest.raises(
+        DatasetError, match=r"qrels/dev.tsv: no such qrels file \(splits found: test\)"
+    ):
+        load_beir(dataset, "dev")
+    (dataset / "qrels" / "empty.tsv").write_text("query-id\tcorpus-id\tscore\n")
+    with pytest.raises(DatasetError, match="empty split"):
+        load_beir(dataset, "empty")
+    (dataset / "qrels" / "bad.tsv").write_text("query-id\tcorpus-id\tscore\nq0\tvaccine\n")
+    with pytest.raises(
+        DatasetError, match=r"bad.tsv:2: expected query-id, corpus-id and an integer"
+    ):
+        load_beir(dataset, "bad")
+    (dataset / "qrels" / "ghost.tsv").write_text("q99\tvaccine\t1\n")
+    with pytest.raises(DatasetError, match=r"1 judged queries are not in .*queries.jsonl.*'q99'"):
+        load_beir(dataset, "ghost")
+
+
+@pytest.mark.slow
+def test_cli_eval_prints_the_table_and_writes_json(dataset, tmp_path, reranker_path):
+    out = tmp_path / "result.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "searchkit", "eval", "--dataset", str(dataset), "--no-progress",
+         "--reranker", str(reranker_path), "--candidates", "5", "--json", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "nDCG@10" in done.stdout and "rerank top 5" in done.stdout
+    result = json.loads(out.read_text())
+    assert result["metrics"]["retrieval"]["nDCG@10"] == 1.0
+    assert (tmp_path / "indexes" / "tiny" / "manifest.json").exists()
