@@ -67,22 +67,19 @@ def print_hits(index: Path, hits: Hits, reranker: str, as_json: bool = False) ->
         )
         return
     how = f"reranked by {reranker}" if hits.reranked else "retrieval order (not reranked)"
-    table = Table(
-        title=f"{len(hits)} hits for {hits.query!r} in {index}, {how}", title_justify="left"
-    )
-    for column in ("#", "score", "retr.", "id", "title / text"):
-        table.add_column(column, overflow="fold")
+    title = f"{len(hits)} hits for {hits.query!r} in {index}, {how}"
+    table = Table(title=title, title_justify="left")
+    for column in ("#", "score", "retr."):
+        table.add_column(column, justify="right")
+    table.add_column("document", overflow="fold")
     for hit in hits:
         text = " ".join(hit.text.split())
         snippet = text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS] + "..."
-        body = (
-            f"[bold]{_escape(hit.title)}[/bold]\n{_escape(snippet)}"
-            if hit.title
-            else _escape(snippet)
-        )
-        table.add_row(
-            str(hit.rank), f"{hit.score:.3f}", str(hit.retrieval_rank), _escape(hit.id), body
-        )
+        head = f"[bold]{_escape(hit.id)}[/bold]"
+        if hit.title and hit.title != hit.id:
+            head += f"  {_escape(hit.title)}"
+        rank, score = str(hit.rank), f"{hit.score:.3f}"
+        table.add_row(rank, score, str(hit.retrieval_rank), f"{head}\n{_escape(snippet)}")
     Console().print(table)
 
 
