@@ -136,6 +136,7 @@ def _run_stage(
     searcher: Searcher, data: EvalSet, result: EvalResult, stage: str, progress: bool, **search: Any
 ) -> dict[str, Hits]:
     hits, seconds = {}, []
+    searcher.search(next(iter(data.queries.values())), **search)  # load models before timing
     with TaskProgress(f"{data.name}: {stage}", len(data.queries), enabled=progress) as bar:
         for qid, text in data.queries.items():
             started = time.perf_counter()

@@ -111,6 +111,8 @@ class Searcher:
     ) -> list[Hits]:
         """``search`` for many queries, embedded, retrieved and reranked in shared batches."""
         _check_args(queries, k, candidates)
+        if not queries:
+            return []
         reranker = self._usable_reranker() if rerank else None
         depth = max(k, candidates) if reranker else k
         scores, rows = self.index.search(

@@ -60,6 +60,7 @@ def test_search_batch_matches_single_searches(built_index):
         assert [h.id for h in b] == [h.id for h in s]
         assert [h.score for h in b] == pytest.approx([h.score for h in s], abs=1e-4)
     assert [hits[0].id for hits in batch] == list(QUERIES.values())
+    assert searcher.search_batch([]) == []
 
 
 def test_candidates_never_fewer_than_k(built_index):

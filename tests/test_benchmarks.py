@@ -1,0 +1,121 @@
+"""Smoke tests of benchmarks/*.py: each runs as a script on tiny data and writes sane JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DOCS, QUERIES, REPO, write_jsonl
+
+pytestmark = pytest.mark.slow
+
+FILLER_TOPICS = ["glaciers", "violins", "bees", "satellites", "tea", "bridges"]
+FILLER_ANGLES = ["history", "physics", "economics"]
+
+
+@pytest.fixture(scope="module")
+def tiny_beir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """30 documents, 5 judged queries and test qrels in BEIR layout."""
+    root = tmp_path_factory.mktemp("beir") / "tiny"
+    (root / "qrels").mkdir(parents=True)
+    docs = [{"_id": i, "title": t, "text": x, "metadata": {}} for i, t, x in DOCS]
+    docs += [
+        {
+            "_id": f"{topic}-{angle}",
+            "title": f"The {angle} of {topic}",
+            "text": f"A short note on the {angle} of {topic}, written for a general reader.",
+        }
+        for topic in FILLER_TOPICS
+        for angle in FILLER_ANGLES
+    ]
+    assert len(docs) == 30
+    write_jsonl(root / "corpus.jsonl", docs)
+    queries = [{"_id": f"q{n}", "text": text} for n, text in enumerate(QUERIES)]
+    write_jsonl(root / "queries.jsonl", queries)
+    rows = [f"q{n}\t{doc}\t1\n" for n, doc in enumerate(QUERIES.values())]
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(rows))
+    return root
+
+
+def run_script(name: str, tmp_path: Path, *args: str) -> dict:
+    """Run benchmarks/<name>.py with --json into tmp_path; return the JSON it wrote."""
+    out = tmp_path / f"{name}.json"
+    command = [sys.executable, str(REPO / "benchmarks" / f"{name}.py"), *args, "--json", str(out)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert name in done.stdout  # the header and table went to stdout
+    payload = json.loads(out.read_text())
+    assert payload["benchmark"] == name
+    assert payload["machine"]["cpu_count"] >= 1
+    assert payload["machine"]["torch_threads"] >= 1
+    assert f"{name}.py" in payload["command"]
+    return payload["results"]
+
+
+def test_ingest(tiny_beir: Path, tmp_path: Path) -> None:
+    options = ["--dataset", str(tiny_beir), "--warmup", "4", "--threads", "1"]
+    r = run_script("ingest", tmp_path, *options)
+    assert r["documents"] == 30
+    for phase in ("raw_encode", "build_embed_phase", "build_end_to_end"):
+        assert r[phase]["seconds"] > 0
+        assert r[phase]["docs_per_second"] > 0
+    assert r["overhead_embed_phase"] > -1
+    assert r["peak_rss_mb"]["build"] > 50
+    assert r["index_bytes_per_document"] > 384 * 4  # at least the float32 vector
+    assert r["order"].startswith("raw-first")
+
+
+def test_query_latency(tiny_beir: Path, tmp_path: Path, reranker_path: Path) -> None:
+    r = run_script(
+        "query_latency", tmp_path,
+        "--dataset", str(tiny_beir), "--index", str(tmp_path / "index"),
+        "--reranker", str(reranker_path), "--queries", "5", "--rerank-queries", "2",
+        "--candidates", "5", "--batch-size", "4", "--batches", "2", "--warmup", "1",
+        "--threads", "1",
+    )  # fmt: skip
+    assert r["documents"] == 30
+    assert set(r["modes"]) == {"retrieve", "retrieve+rerank@5", "batch of 4 (retrieve)"}
+    assert r["modes"]["retrieve"]["searchkit"]["n"] == 5
+    for mode in r["modes"].values():
+        for side in ("searchkit", "baseline"):
+            assert 0 < mode[side]["p50"] <= mode[side]["p95"] <= mode[side]["p99"]
+        assert mode["ratio"]["p50"] > 0
+
+
+def test_ann(tmp_path: Path) -> None:
+    r = run_script("ann", tmp_path, "--n", "2000", "--queries", "20", "--threads", "1")
+    assert r["vectors"] == 2000
+    points = {(p["label"], p["value"]): p for p in r["sweeps"]}
+    assert points[("exact", None)]["recall@10"] == 1.0
+    assert points[("exact", None)]["speedup"] == pytest.approx(1.0)
+    assert points[("faiss flat", None)]["recall@10"] >= 0.99
+    assert {label for label, _ in points} == {
+        "exact", "faiss flat", "faiss hnsw", "faiss ivf", "hnswlib hnsw"
+    }  # fmt: skip
+    assert len(points) == 2 + 5 + 4 + 5  # the ef and nprobe sweeps
+    for p in r["sweeps"]:
+        assert 0 <= p["recall@10"] <= 1
+        assert p["qps"] > 0
+    assert points[("faiss hnsw", 256)]["recall@10"] >= 0.9
+    assert all(b["bytes"] > 0 and b["build_seconds"] >= 0 for b in r["builds"])
+
+
+def test_quality(tiny_beir: Path, tmp_path: Path, reranker_path: Path) -> None:
+    r = run_script(
+        "quality", tmp_path,
+        "--dataset", str(tiny_beir), "--index-dir", str(tmp_path / "indexes"),
+        "--reranker", str(reranker_path), "--candidates", "10", "--threads", "1",
+    )  # fmt: skip
+    systems = r["tiny"]["systems"]
+    assert set(systems) == {"bm25s", "searchkit retrieve", "searchkit rerank"}
+    for system in systems.values():
+        assert set(system["metrics"]) >= {"nDCG@10", "MRR@10", "Recall@10", "Recall@100"}
+        assert all(0 <= v <= 1 for v in system["metrics"].values())
+        assert system["latency_ms"]["p50"] > 0
+    assert systems["bm25s"]["vs_bm25"]["nDCG@10"] == pytest.approx(1.0)
+    # each query names its one relevant document: the bi-encoder finds it
+    assert systems["searchkit retrieve"]["metrics"]["Recall@10"] == 1.0
