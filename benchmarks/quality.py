@@ -17,16 +17,21 @@ from typing import Any
 import benchdata
 import common
 
+from searchkit.defaults import DEFAULT_CANDIDATES
+from searchkit.metrics import METRICS
+
 NAME = "quality"
 BM25_DEPTH = 100
-HEADLINE = ("nDCG@10", "MRR@10", "Recall@10", "Recall@100", "MAP@100")
+HEADLINE = METRICS
 
 
 def main() -> None:
     parser = common.make_parser(NAME, __doc__)
     common.add_dataset(parser, many=True)
     common.add_reranker(parser)
-    parser.add_argument("--candidates", type=int, default=50, help="documents reranked")
+    parser.add_argument(
+        "--candidates", type=int, default=DEFAULT_CANDIDATES, help="documents reranked"
+    )
     parser.add_argument("--no-rerank", action="store_true", help="skip the rerank stage")
     parser.add_argument("--index-dir", type=Path, default=None, help="default: indexes/")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the indexes")

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from searchkit.defaults import DEFAULT_CANDIDATES, DEFAULT_K
 from searchkit.errors import SearchkitError
 from searchkit.resolve import DEFAULT_ENCODER, DEFAULT_RERANKER
 
@@ -106,7 +107,7 @@ def index(
 def query(
     text: Annotated[str, typer.Argument(help="The query.")],
     index: IndexOpt = None,
-    k: Annotated[int, typer.Option("-k", "--k", help="Hits to return.")] = 10,
+    k: Annotated[int, typer.Option("-k", "--k", help="Hits to return.")] = DEFAULT_K,
     candidates: Annotated[
         int, typer.Option("--candidates", "-c", help="Retrieved hits the reranker scores.")
     ] = 50,
@@ -144,7 +145,9 @@ def eval_(
     split: Annotated[str, typer.Option(help="qrels split of --dataset.")] = "test",
     queries: Annotated[Path | None, typer.Option(help="queries.jsonl (with INDEX).")] = None,
     qrels: Annotated[Path | None, typer.Option(help="qrels TSV (with INDEX).")] = None,
-    candidates: Annotated[int, typer.Option("--candidates", "-c", help="Hits to rerank.")] = 50,
+    candidates: Annotated[
+        int, typer.Option("--candidates", "-c", help="Hits to rerank.")
+    ] = DEFAULT_CANDIDATES,
     rerank: Annotated[bool, typer.Option(help="Also measure retrieval + rerank.")] = True,
     reranker: Annotated[str | None, typer.Option(help="CrossEncoder [the index's].")] = None,
     model: Annotated[

@@ -10,13 +10,14 @@ from typing import Any
 from searchkit.beir import EvalSet, load_beir, load_eval_set
 from searchkit.build import build_index
 from searchkit.corpus import corpus_sha256
+from searchkit.defaults import DEFAULT_CANDIDATES
 from searchkit.errors import DatasetError, IndexExists, InvalidParameter
 from searchkit.manifest import MANIFEST, Manifest
 from searchkit.metrics import percentiles_ms, score_run
 from searchkit.models import Hits
 from searchkit.paths import INDEX_ROOT
 from searchkit.progress import TaskProgress
-from searchkit.searcher import DEFAULT_CANDIDATES, Searcher
+from searchkit.searcher import Searcher
 
 DEPTH = 100  # retrieved per query: enough for Recall@100 and MAP@100
 

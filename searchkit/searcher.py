@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from searchkit.backends import VectorIndex, get_backend
+from searchkit.defaults import DEFAULT_CANDIDATES, DEFAULT_K
 from searchkit.encode import Encoder
 from searchkit.errors import (
     CorruptIndex,
@@ -22,9 +23,6 @@ from searchkit.manifest import Manifest
 from searchkit.models import Document, Hit, Hits
 from searchkit.rerank import Reranker
 from searchkit.store import DocStore
-
-DEFAULT_K = 10
-DEFAULT_CANDIDATES = 50
 
 
 class Searcher:
