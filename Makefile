@@ -26,13 +26,16 @@ $(SAMPLE)/corpus.jsonl: scripts/make_sample_corpus.py | install
 	$(BIN)/python scripts/make_sample_corpus.py $(SAMPLE)
 
 $(DEMO_INDEX)/manifest.json: $(SAMPLE)/corpus.jsonl
-	$(BIN)/searchkit index $(SAMPLE)/corpus.jsonl --out $(DEMO_INDEX) --force \
-		$(if $(RERANKER),--reranker $(RERANKER))
+	$(BIN)/searchkit index $(SAMPLE)/corpus.jsonl --out $(DEMO_INDEX) --force
 
 demo: $(DEMO_INDEX)/manifest.json
 	$(BIN)/searchkit info $(DEMO_INDEX)
-	$(BIN)/searchkit query "split a path into directory and file name" --index $(DEMO_INDEX) -k 5
-	$(BIN)/searchkit query "parse command line options" --index $(DEMO_INDEX) -k 3 --json
+	$(BIN)/searchkit query "split a path into directory and file name" --index $(DEMO_INDEX) -k 5 --no-rerank
+	$(BIN)/searchkit eval $(DEMO_INDEX) --queries $(SAMPLE)/queries.jsonl \
+		--qrels $(SAMPLE)/qrels/test.tsv --no-rerank
+	@echo "The rerank path, with $(or $(RERANKER),the default hub reranker) (see README: Set-up):"
+	$(BIN)/searchkit query "parse command line options" --index $(DEMO_INDEX) -k 3 --json \
+		$(if $(RERANKER),--reranker $(RERANKER))
 
 lint: install
 	$(BIN)/ruff check searchkit tests benchmarks scripts

@@ -67,7 +67,7 @@ def test_evaluate_builds_then_reuses_the_index_and_scores_both_stages(
     }  # fmt: skip
     assert set(result.metrics["rerank"]) == set(result.metrics["retrieval"])
     assert 0 < result.metrics["rerank"]["nDCG@10"] <= 1
-    assert result.reranker == str(reranker_path)
+    assert result.reranker == str(reranker_path.resolve())
     lat = result.latency_ms["rerank"]
     assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"]
     other = write_beir(tmp_path / "other", ["q0\tvaccine\t1"])
