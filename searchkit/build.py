@@ -92,62 +92,81 @@ def build_index(
     """
     started = time.monotonic()
     out = Path(out) if out is not None else default_index_dir(corpus)
-    previous_version = _check_target(out, force)
-    index_cls = get_backend(backend)
-    kind = kind or DEFAULT_KIND[backend]
-    resolve_params(backend, index_cls.KINDS, kind, params or {}, 1)  # fail before embedding
+    version = _check_target(out, force) + 1
+    spec = VectorSpec(backend, kind or DEFAULT_KIND[backend], params or {})
+    resolve_params(backend, get_backend(backend).KINDS, spec.kind, spec.params, 1)  # fail early
     reader = CorpusReader(corpus, id_field=id_field, skip_invalid=skip_invalid)
     encoder = Encoder(model, batch_size=batch_size)
-    dim = encoder.dim  # load the model before the progress bar starts
-    version = previous_version + 1
+    encoder.model  # noqa: B018 - load the model before the progress bar starts
     staging = _staging_dir(out)
     try:
-        data = f"v{version}"
-        (staging / data).mkdir()
-        with BuildProgress(reader.size, enabled=progress) as bar:
-            embed_started = time.monotonic()
-            count = _embed(reader, encoder, staging, data, bar)
-            embed_seconds = time.monotonic() - embed_started
-            bar.phase(f"indexing ({backend} {kind})")
-            vectors_file = f"{data}/index.{index_cls.SUFFIX}"
-            index_params = _index_vectors(
-                staging / VECTORS_TMP,
-                count,
-                dim,
-                backend,
-                kind,
-                params or {},
-                staging / vectors_file,
-            )
-        (staging / VECTORS_TMP).unlink()
+        built = _build_files(staging, f"v{version}", reader, encoder, spec, progress)
         manifest = Manifest(
             version=version,
-            encoder={"name": encoder.name, "dim": dim, "max_seq_length": encoder.max_seq_length},
+            encoder={
+                "name": encoder.name,
+                "dim": encoder.dim,
+                "max_seq_length": encoder.max_seq_length,
+            },
             reranker=canonical_name(reranker),
-            backend={"name": backend, "kind": kind, "params": index_params},
-            documents=count,
+            backend={"name": backend, "kind": spec.kind, "params": built.params},
+            documents=built.count,
             corpus={
                 "path": str(Path(corpus).resolve()),
                 "sha256": reader.sha256,
                 "skipped_lines": reader.skipped_count,
             },
-            files={
-                "docs": FileEntry.of(staging, f"{data}/docs.parquet"),
-                "vectors": FileEntry.of(staging, vectors_file),
-            },
+            files={role: FileEntry.of(staging, path) for role, path in built.files.items()},
             searchkit_version=__version__,
         )
-        _commit(staging, out, data, manifest)
+        _commit(staging, out, f"v{version}", manifest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    seconds = time.monotonic() - started
     return BuildReport(
-        out,
-        manifest,
-        time.monotonic() - started,
-        embed_seconds,
-        reader.skipped_count,
-        reader.skipped,
+        out, manifest, seconds, built.embed_seconds, reader.skipped_count, reader.skipped
     )
+
+
+@dataclass(frozen=True)
+class VectorSpec:
+    """Which vector index to build: backend, kind and (unresolved) parameters."""
+
+    backend: str
+    kind: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Built:
+    count: int
+    embed_seconds: float
+    params: dict[str, Any]
+    files: dict[str, str]  # role -> path relative to the staging folder
+
+
+def _build_files(
+    staging: Path,
+    data: str,
+    reader: CorpusReader,
+    encoder: Encoder,
+    spec: VectorSpec,
+    progress: bool,
+) -> _Built:
+    """Embed the corpus and write ``data/docs.parquet`` and the vector index into ``staging``."""
+    (staging / data).mkdir()
+    vectors_file = f"{data}/index.{get_backend(spec.backend).SUFFIX}"
+    with BuildProgress(reader.size, enabled=progress) as bar:
+        embed_started = time.monotonic()
+        count = _embed(reader, encoder, staging, data, bar)
+        embed_seconds = time.monotonic() - embed_started
+        bar.phase(f"indexing ({spec.backend} {spec.kind})")
+        params = _index_vectors(
+            staging / VECTORS_TMP, count, encoder.dim, spec, staging / vectors_file
+        )
+    (staging / VECTORS_TMP).unlink()
+    files = {"docs": f"{data}/docs.parquet", "vectors": vectors_file}
+    return _Built(count, embed_seconds, params, files)
 
 
 def _check_target(out: Path, force: bool) -> int:
@@ -214,17 +233,11 @@ def _embed(
 
 
 def _index_vectors(
-    vectors_path: Path,
-    count: int,
-    dim: int,
-    backend: str,
-    kind: str,
-    params: dict[str, Any],
-    out: Path,
+    vectors_path: Path, count: int, dim: int, spec: VectorSpec, out: Path
 ) -> dict[str, Any]:
     """Build the vector index from the memory-mapped embeddings; returns resolved parameters."""
     vectors = np.memmap(vectors_path, dtype=np.float32, mode="r", shape=(count, dim))
-    index = get_backend(backend).create(dim, kind, params, count)
+    index = get_backend(spec.backend).create(dim, spec.kind, spec.params, count)
     rng = np.random.default_rng(0)
     sample = np.sort(rng.choice(count, size=min(count, TRAIN_MAX), replace=False))
     index.train(vectors[sample])

@@ -130,20 +130,7 @@ class Searcher:
                 Hits([_hit(docs[r], s, rank, s, rank) for r, s, rank in pool[:k]], q, False)
                 for q, pool in zip(queries, pools, strict=True)
             ]
-        pairs = [
-            (q, docs[r].passage())
-            for q, pool in zip(queries, pools, strict=True)
-            for r, _, _ in pool
-        ]
-        rerank_scores = iter(reranker.score(pairs).tolist())
-        results = []
-        for q, pool in zip(queries, pools, strict=True):
-            scored = sorted(((next(rerank_scores), *c) for c in pool), key=lambda x: -x[0])
-            hits = [
-                _hit(docs[r], ce, i, s, rank) for i, (ce, r, s, rank) in enumerate(scored[:k], 1)
-            ]
-            results.append(Hits(hits, q, True))
-        return results
+        return _rerank(reranker, queries, pools, docs, k)
 
     def _usable_reranker(self) -> Reranker | None:
         """The reranker, loaded; None (with one warning) if the default one cannot load."""
@@ -179,6 +166,25 @@ class Searcher:
     def _fetch(self, rows: np.ndarray) -> dict[int, Document]:
         wanted = np.unique(rows[rows >= 0])
         return dict(zip(wanted.tolist(), self.docs.take(wanted), strict=True))
+
+
+Pool = list[tuple[int, float, int]]  # (row, retrieval score, retrieval rank) per candidate
+
+
+def _rerank(
+    reranker: Reranker, queries: Sequence[str], pools: list[Pool], docs: dict[int, Document], k: int
+) -> list[Hits]:
+    """Score every (query, candidate) pair in one batch; keep each query's top ``k``."""
+    pairs = [
+        (q, docs[r].passage()) for q, pool in zip(queries, pools, strict=True) for r, _, _ in pool
+    ]
+    scores = iter(reranker.score(pairs).tolist())
+    results = []
+    for q, pool in zip(queries, pools, strict=True):
+        scored = sorted(((next(scores), *c) for c in pool), key=lambda x: -x[0])
+        hits = [_hit(docs[r], ce, i, s, rank) for i, (ce, r, s, rank) in enumerate(scored[:k], 1)]
+        results.append(Hits(hits, q, True))
+    return results
 
 
 def _hit(
