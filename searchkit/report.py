@@ -123,27 +123,22 @@ def _escape(text: str) -> str:
 
 
 def print_eval(result: EvalResult) -> None:
-    """The metrics table of ``searchkit eval``."""
+    """The metrics table of ``searchkit eval``: a row per measure, a column per stage."""
     from searchkit.metrics import METRICS
 
-    stages = list(result.metrics)
-    table = Table(
-        title=f"{result.name}: {result.queries} queries on {result.index}", title_justify="left"
-    )
-    table.add_column("stage")
-    for name in METRICS:
-        table.add_column(name, justify="right")
-    for label in ("p50 ms", "p95 ms", "p99 ms"):
+    table = Table()
+    table.add_column("measure")
+    for stage in result.metrics:
+        label = "retrieval" if stage == "retrieval" else f"rerank top {result.candidates}"
         table.add_column(label, justify="right")
-    for stage in stages:
-        label = stage if stage == "retrieval" else f"rerank top {result.candidates}"
-        lat = result.latency_ms.get(stage, {})
+    for name in METRICS:
+        table.add_row(name, *(f"{m[name]:.4f}" for m in result.metrics.values()))
+    for p in ("p50", "p95", "p99"):
         table.add_row(
-            label,
-            *(f"{result.metrics[stage][m]:.4f}" for m in METRICS),
-            *(f"{lat[p]:.1f}" for p in ("p50", "p95", "p99")),
+            f"latency {p} ms", *(f"{result.latency_ms[s][p]:.1f}" for s in result.metrics)
         )
     console = Console()
+    console.print(f"{result.name}: {result.queries} queries on {result.index}", markup=False)
     console.print(table)
     if result.reranker:
         console.print(f"reranker: {result.reranker}", markup=False)
