@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape as _escape
 from rich.table import Table
 
 from searchkit.build import BuildReport
@@ -114,12 +115,6 @@ def print_manifest(index: Path, manifest: Manifest, as_json: bool = False) -> No
     for key, value in rows:
         table.add_row(key, _escape(value))
     Console().print(table)
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
 
 
 def print_eval(result: EvalResult) -> None:
