@@ -110,7 +110,7 @@ def query(
     k: Annotated[int, typer.Option("-k", "--k", help="Hits to return.")] = DEFAULT_K,
     candidates: Annotated[
         int, typer.Option("--candidates", "-c", help="Retrieved hits the reranker scores.")
-    ] = 50,
+    ] = DEFAULT_CANDIDATES,
     rerank: Annotated[bool, typer.Option(help="Rerank with the CrossEncoder.")] = True,
     reranker: Annotated[
         str | None, typer.Option(help="CrossEncoder folder or hub name [the index's].")
