@@ -110,7 +110,9 @@ def evaluate(
     _check_ids(searcher, data)
     result = EvalResult(data.name, str(index), len(data.queries), candidates, None)
     retrieved = _run_stage(searcher, data, result, "retrieval", progress, k=DEPTH, rerank=False)
-    _score(result, "retrieval", data, {q: _ranked(h) for q, h in retrieved.items()})
+    result.metrics["retrieval"] = score_run(
+        data.qrels, {q: _ranked(h) for q, h in retrieved.items()}
+    )
     if rerank:
         reranked = _run_stage(
             searcher,
@@ -124,9 +126,8 @@ def evaluate(
         )
         if all(h.reranked for h in reranked.values()):
             result.reranker = searcher.reranker.name
-            _score(
-                result, "rerank", data, {q: _with_tail(reranked[q], retrieved[q]) for q in reranked}
-            )
+            run = {q: _with_tail(reranked[q], retrieved[q]) for q in reranked}
+            result.metrics["rerank"] = score_run(data.qrels, run)
         else:
             del result.latency_ms["rerank"]
             result.notes.append("the reranker could not be loaded: rerank stage not measured")
@@ -156,10 +157,6 @@ def _ranked(hits: list[Any]) -> dict[str, float]:
 def _with_tail(reranked: Hits, retrieved: Hits) -> dict[str, float]:
     seen = {h.id for h in reranked}
     return _ranked([*reranked, *(h for h in retrieved if h.id not in seen)])
-
-
-def _score(result: EvalResult, stage: str, data: EvalSet, run: dict[str, dict[str, float]]) -> None:
-    result.metrics[stage] = score_run(data.qrels, run)
 
 
 def _check_ids(searcher: Searcher, data: EvalSet) -> None:

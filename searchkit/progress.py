@@ -33,7 +33,7 @@ def _progress(*middle: ProgressColumn, enabled: bool) -> Progress:
 
 
 class TaskProgress:
-    """A bar over a known number of steps (e.g. queries), with the rate per second."""
+    """A bar over a known number of steps (e.g. queries), with done/total and time left."""
 
     def __init__(self, description: str, total: int, enabled: bool = True) -> None:
         self._progress = _progress(MofNCompleteColumn(), enabled=enabled)
