@@ -121,7 +121,7 @@ def _build(
     """Create, train (on a sample, as build_index does) and fill a backend index; save it once
     to measure its size on disk."""
     from searchkit.backends import get_backend
-    from searchkit.build import ADD_ROWS, TRAIN_MAX
+    from searchkit.segment import ADD_ROWS, TRAIN_MAX
 
     n, dim = vectors.shape
     cls = get_backend(backend)

@@ -108,25 +108,17 @@ def bench_index(
 def index_vectors(path: Path) -> np.ndarray:
     """The (documents, dim) float32 embeddings stored in an index folder, read back exactly.
 
-    Read with the vector library itself (faiss reconstruct, hnswlib get_items, numpy load),
-    so a baseline can search the very vectors searchkit searches without embedding again.
+    Read from the segments' raw vector files, the very vectors searchkit's indexes were built
+    from, so a baseline searches them without embedding again. The index must have no deletions.
     """
     from searchkit import Manifest
+    from searchkit.segment import read_vectors
 
     manifest = Manifest.read(path)
-    file = path / manifest.files["vectors"].path
-    backend, kind = manifest.backend["name"], manifest.backend["kind"]
-    if backend == "exact":
-        return np.ascontiguousarray(np.load(file), dtype=np.float32)
-    if backend == "hnswlib":
-        import hnswlib
-
-        index = hnswlib.Index(space="ip", dim=manifest.dim)
-        index.load_index(str(file))
-        return np.asarray(index.get_items(range(manifest.documents)), dtype=np.float32)
-    import faiss
-
-    index = faiss.read_index(str(file))
-    if kind == "ivf":
-        faiss.extract_index_ivf(index).make_direct_map()
-    return index.reconstruct_n(0, index.ntotal)
+    if manifest.deleted:
+        raise SystemExit(f"{path} has deleted documents; compact it first")
+    parts = [
+        read_vectors(path / manifest.files[s.role("vectors")].path, manifest.dim)
+        for s in manifest.segments
+    ]
+    return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)

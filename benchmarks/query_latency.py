@@ -64,6 +64,7 @@ class Baseline:
     """sentence-transformers alone, on the searcher's own model instances and vectors."""
 
     def __init__(self, searcher: Any, index: Path) -> None:
+        import pyarrow as pa
         import pyarrow.parquet as pq
         import torch
 
@@ -71,8 +72,10 @@ class Baseline:
 
         self.encoder, self.reranker = searcher.encoder, searcher.reranker
         self.vectors = torch.from_numpy(benchdata.index_vectors(index))
-        docs = pq.read_table(
-            index / searcher.manifest.files["docs"].path, columns=["title", "text"]
+        m = searcher.manifest
+        docs = pa.concat_tables(
+            pq.read_table(index / m.files[s.role("docs")].path, columns=["title", "text"])
+            for s in m.segments
         )
         self.passages = [
             Document("", text, title).passage()

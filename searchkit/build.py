@@ -6,32 +6,27 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from searchkit._version import __version__
 from searchkit.backends import DEFAULT_KIND, get_backend
 from searchkit.backends.base import resolve_params
+from searchkit.commit import install_segment, segment_name, staging_segment, switch
 from searchkit.corpus import CorpusReader, SkippedLine
 from searchkit.encode import Encoder
 from searchkit.errors import IndexError_, IndexExists
 from searchkit.fsio import fsync_dir, fsync_tree
-from searchkit.manifest import MANIFEST, FileEntry, Manifest
+from searchkit.lock import WriterLock
+from searchkit.manifest import MANIFEST, Manifest
 from searchkit.models import Document
 from searchkit.paths import default_index_dir
 from searchkit.progress import BuildProgress
 from searchkit.resolve import DEFAULT_ENCODER, DEFAULT_RERANKER, canonical_name
-from searchkit.store import DocStoreWriter
-
-BLOCK_DOCS = 1024  # documents read, embedded and written at a time: bounds memory
-ADD_ROWS = 65536  # vectors handed to the index per call
-TRAIN_MAX = 100_000  # vectors sampled to train an IVF quantizer
-VECTORS_TMP = "vectors.f32"
+from searchkit.segment import VectorSpec, WrittenSegment, write_segment
+from searchkit.writer import embedded, in_blocks
 
 
 @dataclass(frozen=True)
@@ -92,85 +87,79 @@ def build_index(
     """
     started = time.monotonic()
     out = Path(out) if out is not None else default_index_dir(corpus)
-    version = _check_target(out, force) + 1
     spec = VectorSpec(backend, kind or DEFAULT_KIND[backend], params or {})
     resolve_params(backend, get_backend(backend).KINDS, spec.kind, spec.params, 1)  # fail early
     reader = CorpusReader(corpus, id_field=id_field, skip_invalid=skip_invalid)
     encoder = Encoder(model, batch_size=batch_size)
     encoder.model  # noqa: B018 - load the model before the progress bar starts
-    staging = _staging_dir(out)
-    try:
-        built = _build_files(staging, f"v{version}", reader, encoder, spec, progress)
-        manifest = Manifest(
-            version=version,
-            encoder={
-                "name": encoder.name,
-                "dim": encoder.dim,
-                "max_seq_length": encoder.max_seq_length,
-            },
-            reranker=canonical_name(reranker),
-            backend={"name": backend, "kind": spec.kind, "params": built.params},
-            documents=built.count,
-            corpus={
-                "path": str(Path(corpus).resolve()),
-                "sha256": reader.sha256,
-                "skipped_lines": reader.skipped_count,
-            },
-            files={role: FileEntry.of(staging, path) for role, path in built.files.items()},
-            searchkit_version=__version__,
-        )
-        _commit(staging, out, f"v{version}", manifest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with WriterLock(out):
+        previous = _check_target(out, force)
+        root = out if previous is not None else _staging_dir(out)
+        name = segment_name(1)
+        staged = staging_segment(root, name)
+        try:
+            written, embed_seconds = _write(staged, name, reader, encoder, spec, progress)
+            install_segment(root, staged, name)
+            manifest = Manifest(
+                version=(previous or 0) + 1,
+                encoder={
+                    "name": encoder.name,
+                    "dim": encoder.dim,
+                    "max_seq_length": encoder.max_seq_length,
+                },
+                reranker=canonical_name(reranker),
+                backend={"name": backend, "kind": spec.kind, "params": written.params},
+                documents=written.entry.rows,
+                corpus={
+                    "path": str(Path(corpus).resolve()),
+                    "sha256": reader.sha256,
+                    "skipped_lines": reader.skipped_count,
+                },
+                files=written.files,
+                searchkit_version=__version__,
+                segments=[written.entry],
+                next_segment=2,
+            )
+            _commit(root, out, manifest)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+            if root != out:
+                shutil.rmtree(root, ignore_errors=True)
     seconds = time.monotonic() - started
-    return BuildReport(
-        out, manifest, seconds, built.embed_seconds, reader.skipped_count, reader.skipped
-    )
+    return BuildReport(out, manifest, seconds, embed_seconds, reader.skipped_count, reader.skipped)
 
 
-@dataclass(frozen=True)
-class VectorSpec:
-    """Which vector index to build: backend, kind and (unresolved) parameters."""
-
-    backend: str
-    kind: str
-    params: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class _Built:
-    count: int
-    embed_seconds: float
-    params: dict[str, Any]
-    files: dict[str, str]  # role -> path relative to the staging folder
-
-
-def _build_files(
-    staging: Path,
-    data: str,
+def _write(
+    staged: Path,
+    name: str,
     reader: CorpusReader,
     encoder: Encoder,
     spec: VectorSpec,
     progress: bool,
-) -> _Built:
-    """Embed the corpus and write ``data/docs.parquet`` and the vector index into ``staging``."""
-    (staging / data).mkdir()
-    vectors_file = f"{data}/index.{get_backend(spec.backend).SUFFIX}"
+) -> tuple[WrittenSegment, float]:
+    """Embed the corpus into segment ``name``; returns it and the seconds spent embedding."""
+    marks = [time.monotonic()]
     with BuildProgress(reader.size, enabled=progress) as bar:
-        embed_started = time.monotonic()
-        count = _embed(reader, encoder, staging, data, bar)
-        embed_seconds = time.monotonic() - embed_started
-        bar.phase(f"indexing ({spec.backend} {spec.kind})")
-        params = _index_vectors(
-            staging / VECTORS_TMP, count, encoder.dim, spec, staging / vectors_file
+
+        def blocks() -> Iterator[list[Document]]:
+            for block in in_blocks(reader):
+                yield block
+                bar.read_to(reader.position)
+
+        def indexing() -> None:
+            marks.append(time.monotonic())
+            bar.phase(f"indexing ({spec.backend} {spec.kind})")
+
+        written = write_segment(
+            staged, name, embedded(blocks(), encoder, bar.advance), encoder.dim, spec, indexing
         )
-    (staging / VECTORS_TMP).unlink()
-    files = {"docs": f"{data}/docs.parquet", "vectors": vectors_file}
-    return _Built(count, embed_seconds, params, files)
+    assert written is not None  # the reader raises on an empty corpus
+    return written, marks[-1] - marks[0]
 
 
-def _check_target(out: Path, force: bool) -> int:
-    """The version of the index at ``out`` (0 if none); refuse to replace it unless forced."""
+def _check_target(out: Path, force: bool) -> int | None:
+    """The version of the index at ``out`` (None if there is none, 0 if unreadable); refuse
+    to replace it unless forced."""
     if out.exists() and not out.is_dir():
         raise IndexExists(f"{out} is a file, not an index folder; choose another output path")
     if not (out / MANIFEST).exists():
@@ -178,7 +167,7 @@ def _check_target(out: Path, force: bool) -> int:
             raise IndexExists(
                 f"{out} exists and is not a searchkit index; choose another output path"
             )
-        return 0
+        return None
     if not force:
         raise IndexExists(f"{out} already holds an index; pass --force (force=True) to replace it")
     try:
@@ -188,88 +177,30 @@ def _check_target(out: Path, force: bool) -> int:
 
 
 def _staging_dir(out: Path) -> Path:
-    """A fresh hidden sibling of ``out``; leftovers of killed builds are removed first."""
+    """A fresh hidden sibling of ``out``; leftovers of killed builds are removed first (the
+    caller holds the writer lock, so no other build is running)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     for old in out.parent.glob(f".{out.name}.build-*"):
-        pid = old.name.rsplit("-", 2)[-2]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
     staging = out.parent / f".{out.name}.build-{os.getpid()}-{secrets.token_hex(4)}"
     staging.mkdir()
     return staging
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _commit(root: Path, out: Path, manifest: Manifest) -> None:
+    """Make the build the index at ``out`` in one atomic step.
 
-
-def _blocks(docs: Iterable[Document], size: int) -> Iterator[list[Document]]:
-    it = iter(docs)
-    while block := list(islice(it, size)):
-        yield block
-
-
-def _embed(
-    reader: CorpusReader, encoder: Encoder, staging: Path, data: str, bar: BuildProgress
-) -> int:
-    """Embed the corpus block by block into a raw float32 file and write the docstore."""
-    store = DocStoreWriter(staging / data / "docs.parquet")
-    try:
-        with open(staging / VECTORS_TMP, "wb") as vectors:
-            for block in _blocks(reader, BLOCK_DOCS):
-                embedded = encoder.encode_documents([d.passage() for d in block], bar.advance)
-                vectors.write(embedded.tobytes())
-                store.write(block)
-                bar.read_to(reader.position)
-    finally:
-        store.close()
-    return store.rows
-
-
-def _index_vectors(
-    vectors_path: Path, count: int, dim: int, spec: VectorSpec, out: Path
-) -> dict[str, Any]:
-    """Build the vector index from the memory-mapped embeddings; returns resolved parameters."""
-    vectors = np.memmap(vectors_path, dtype=np.float32, mode="r", shape=(count, dim))
-    index = get_backend(spec.backend).create(dim, spec.kind, spec.params, count)
-    rng = np.random.default_rng(0)
-    sample = np.sort(rng.choice(count, size=min(count, TRAIN_MAX), replace=False))
-    index.train(vectors[sample])
-    for start in range(0, count, ADD_ROWS):
-        index.add(vectors[start : start + ADD_ROWS])
-    index.save(out)
-    del vectors
-    return index.params
-
-
-def _commit(staging: Path, out: Path, data: str, manifest: Manifest) -> None:
-    """Make the staged build the index at ``out`` in one atomic step.
-
-    A new index: rename the whole staging folder into place. A replacement: move the new data
-    folder in beside the old one, then atomically replace manifest.json (the switch), then
-    remove the old data. Readers and crashes see the old or the new index, never a mix.
+    A new index: rename the whole staging folder into place. A replacement: the new segment is
+    already in ``out/segments``; atomically replace manifest.json (the switch), then remove the
+    old segments. Readers and crashes see the old or the new index, never a mix.
     """
-    if not (out / MANIFEST).exists():
-        manifest.write(staging)
-        fsync_tree(staging)
-        try:
-            os.rename(staging, out)
-        except OSError:
-            raise IndexExists(f"{out} was created by someone else during the build") from None
-        fsync_dir(out.parent)
+    if root == out:
+        switch(out, manifest)
         return
-    fsync_tree(staging)
-    shutil.rmtree(out / data, ignore_errors=True)  # a leftover of a killed replacement
-    os.rename(staging / data, out / data)
-    fsync_dir(out)
-    manifest.write(out)
-    for old in out.iterdir():
-        if old.is_dir() and old.name.startswith("v") and old.name != data:
-            shutil.rmtree(old, ignore_errors=True)
-    fsync_dir(out)
+    manifest.write(root)
+    fsync_tree(root)
+    try:
+        os.rename(root, out)
+    except OSError:
+        raise IndexExists(f"{out} was created by someone else during the build") from None
+    fsync_dir(out.parent)

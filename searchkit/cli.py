@@ -115,12 +115,19 @@ def query(
     reranker: Annotated[
         str | None, typer.Option(help="CrossEncoder folder or hub name [the index's].")
     ] = None,
+    where: Annotated[
+        str | None,
+        typer.Option(
+            help="Metadata filter, e.g. 'year >= 2020 and source = \"pubmed\"' "
+            "(see searchkit.filters)."
+        ),
+    ] = None,
     ef_search: EfSearchOpt = None,
     nprobe: NprobeOpt = None,
     verify: Annotated[bool, typer.Option(help="Check file checksums on open.")] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Search an index, e.g. searchkit query "how do vaccines work" -k 5 --json"""
+    """Search an index, e.g. searchkit query "how do vaccines work" -k 5 --where 'year >= 2020'"""
     from searchkit.paths import locate_index
     from searchkit.report import print_hits
     from searchkit.searcher import Searcher
@@ -131,8 +138,9 @@ def query(
             typer.echo(f"using index {path} ({why})", err=True)
         searcher = Searcher.open(path, reranker=reranker, verify=verify)
         hits = searcher.search(
-            text, k, rerank=rerank, candidates=candidates, ef_search=ef_search, nprobe=nprobe
-        )
+            text, k, rerank=rerank, candidates=candidates, where=where,
+            ef_search=ef_search, nprobe=nprobe,
+        )  # fmt: skip
     print_hits(path, hits, searcher.reranker.name, as_json=as_json)
 
 
@@ -195,3 +203,68 @@ def info(
         path, _ = locate_index(index)
         manifest = Manifest.read(path)
     print_manifest(path, manifest, as_json=as_json)
+
+
+IndexArg = Annotated[Path, typer.Argument(help="Index folder.")]
+
+
+@app.command()
+def add(
+    index: IndexArg,
+    corpus: Annotated[Path, typer.Argument(help="JSONL corpus (.jsonl or .jsonl.gz).")],
+    id_field: Annotated[str | None, typer.Option(help="Id field [_id, else id].")] = None,
+    skip_invalid: Annotated[
+        bool, typer.Option(help="Skip bad lines instead of failing the whole add.")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(help="Texts per encoder batch.")] = 32,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Upsert documents: new ids are added, changed ones replaced, unchanged ones kept,
+    e.g. searchkit add indexes/docs new.jsonl"""
+    from searchkit.report import print_commit
+    from searchkit.writer import IndexWriter
+
+    with _errors(), IndexWriter.open(index, batch_size=batch_size, progress=progress) as writer:
+        report = writer.add_corpus(corpus, id_field=id_field, skip_invalid=skip_invalid)
+    print_commit(report, as_json=as_json)
+
+
+@app.command()
+def delete(
+    index: IndexArg,
+    ids: Annotated[str | None, typer.Option(help="Comma-separated ids, e.g. a17,b42.")] = None,
+    ids_file: Annotated[Path | None, typer.Option(help="A file of ids, one per line.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete documents by id, e.g. searchkit delete indexes/docs --ids a17,b42"""
+    from searchkit.report import print_commit
+    from searchkit.writer import IndexWriter, read_ids
+
+    with _errors():
+        wanted = read_ids(ids, ids_file)
+        with IndexWriter.open(index) as writer:
+            report = writer.delete(wanted)
+    print_commit(report, as_json=as_json)
+
+
+@app.command()
+def compact(index: IndexArg, as_json: JsonOpt = False) -> None:
+    """Rewrite the index without deleted documents (no re-embedding), e.g. after many deletes."""
+    from searchkit.report import print_commit
+    from searchkit.writer import IndexWriter
+
+    with _errors(), IndexWriter.open(index) as writer:
+        report = writer.compact()
+    print_commit(report, as_json=as_json)
+
+
+@app.command()
+def verify(index: IndexArg, as_json: JsonOpt = False) -> None:
+    """Re-check every file's checksum and the docstore/vector counts of an index."""
+    from searchkit.report import print_verified
+    from searchkit.searcher import verify_index
+
+    with _errors():
+        manifest = verify_index(index)
+    print_verified(index, manifest, as_json=as_json)

@@ -8,9 +8,11 @@
     x IndexExists         refusing to overwrite without force
     x IncompatibleIndex   unknown format version, model dimension mismatch
     x CorruptIndex        missing file, checksum or count mismatch
+    x IndexLocked         another writer holds the index's lock
   x UnknownBackend        no such vector backend or kind
   x ModelUnavailable      a model that cannot be loaded
   x InvalidParameter      a bad option value (k, candidates, efSearch, ...)
+    x FilterError         a malformed metadata filter or an unknown field
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ class CorruptIndex(IndexError_):
     """A file of the index is missing or does not match its recorded checksum."""
 
 
+class IndexLocked(IndexError_):
+    """Another writer is changing the index; only one writer at a time."""
+
+
 class UnknownBackend(SearchkitError):
     """No such vector-index backend or kind."""
 
@@ -67,6 +73,10 @@ class ModelUnavailable(SearchkitError):
 
 class InvalidParameter(SearchkitError, ValueError):
     """An option value out of range."""
+
+
+class FilterError(InvalidParameter):
+    """A metadata filter that cannot be parsed or names a field the index does not have."""
 
 
 class RerankerUnavailableWarning(UserWarning):

@@ -161,7 +161,7 @@ def _with_tail(reranked: Hits, retrieved: Hits) -> dict[str, float]:
 
 def _check_ids(searcher: Searcher, data: EvalSet) -> None:
     judged = {d for docs in data.qrels.values() for d in docs}
-    if missing := sorted(judged - searcher.docs.ids()):
+    if missing := sorted(judged - set(searcher.ids())):
         raise DatasetError(
             data.name,
             None,

@@ -11,7 +11,7 @@ from typing import Any
 from searchkit.errors import CorruptIndex, IncompatibleIndex, IndexNotFound
 from searchkit.fsio import sha256_file, write_atomic
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: segments and deletions (living indexes)
 MANIFEST = "manifest.json"
 
 
@@ -30,11 +30,26 @@ class FileEntry:
 
 
 @dataclass(frozen=True)
+class SegmentEntry:
+    """An immutable part of the index: ``rows`` documents, ``deleted`` of them tombstoned."""
+
+    name: str
+    rows: int
+    deleted: int = 0
+
+    def role(self, part: str) -> str:
+        """The ``files`` key of one of this segment's files (docs, vectors, index, fields)."""
+        return f"{self.name}/{part}"
+
+
+@dataclass(frozen=True)
 class Manifest:
     """Everything needed to open, check and explain an index.
 
-    ``version`` counts commits to this folder; ``files`` maps a role (``docs``, ``vectors``)
-    to its file. Scores are cosine similarities of normalized embeddings (inner product).
+    ``version`` counts commits to this folder. The documents live in immutable ``segments``;
+    deleted or replaced ones are tombstoned in the ``deletions`` file until ``compact``.
+    ``files`` maps a role (``s000001/docs``, ``deletions``) to its file. ``documents`` counts
+    live documents. Scores are cosine similarities of normalized embeddings (inner product).
     """
 
     version: int
@@ -45,6 +60,9 @@ class Manifest:
     corpus: dict[str, Any]
     files: dict[str, FileEntry]
     searchkit_version: str
+    segments: list[SegmentEntry] = field(default_factory=list)
+    deleted: int = 0
+    next_segment: int = 1
     similarity: str = "cosine"
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     format_version: int = FORMAT_VERSION
@@ -88,6 +106,7 @@ class Manifest:
             )
         try:
             data["files"] = {role: FileEntry(**entry) for role, entry in data["files"].items()}
+            data["segments"] = [SegmentEntry(**entry) for entry in data["segments"]]
             return cls(**data)
         except (KeyError, TypeError, AttributeError) as err:
             raise CorruptIndex(f"{path}: malformed manifest ({err}); rebuild the index") from None

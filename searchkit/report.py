@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from searchkit.build import BuildReport
 from searchkit.evaluate import EvalResult
 from searchkit.manifest import Manifest
 from searchkit.models import Hits
+from searchkit.writer import CommitReport
 
 SNIPPET_CHARS = 160
 SKIPPED_SHOWN = 5
@@ -93,8 +95,13 @@ def print_manifest(index: Path, manifest: Manifest, as_json: bool = False) -> No
     params = ", ".join(f"{k}={v}" for k, v in m.backend["params"].items()) or "-"
     rows = [
         ("index", str(index)),
-        ("documents", f"{m.documents:,}"),
+        ("documents", f"{m.documents:,} live, {m.deleted:,} deleted (until compact)"),
         ("version", f"{m.version} (format {m.format_version}, searchkit {m.searchkit_version})"),
+        (
+            "segments",
+            ", ".join(f"{s.name} ({s.rows:,} rows, {s.deleted:,} deleted)" for s in m.segments)
+            or "none",
+        ),
         ("created", m.created),
         (
             "bi-encoder",
@@ -107,7 +114,7 @@ def print_manifest(index: Path, manifest: Manifest, as_json: bool = False) -> No
             f"{m.corpus['path']} (sha256 {m.corpus['sha256'][:16]}..., "
             f"{m.corpus['skipped_lines']} lines skipped)",
         ),
-        *((f"file: {role}", f"{f.path} ({_mb(f.bytes)})") for role, f in m.files.items()),
+        ("files", f"{len(m.files)} ({_mb(sum(f.bytes for f in m.files.values()))})"),
     ]
     table = Table(show_header=False, box=None)
     table.add_column(style="bold")
@@ -115,6 +122,54 @@ def print_manifest(index: Path, manifest: Manifest, as_json: bool = False) -> No
     for key, value in rows:
         table.add_row(key, _escape(value))
     Console().print(table)
+
+
+def print_commit(report: CommitReport, as_json: bool = False) -> None:
+    """The summary after ``searchkit add``, ``delete`` or ``compact``."""
+    if as_json:
+        _dump({**asdict(report), "path": str(report.path)})
+        return
+    changes = [
+        f"{n:,} {what}"
+        for what, n in (
+            ("added", report.added),
+            ("replaced", report.replaced),
+            ("unchanged", report.unchanged),
+            ("deleted", report.deleted),
+        )
+        if n
+    ]
+    console = Console()
+    console.print(
+        f"{report.path}: version {report.version}, {report.documents:,} live documents, "
+        f"{report.tombstones:,} deleted awaiting compact"
+        + (f"; {', '.join(changes)}" if changes else "; no change")
+        + f" ({report.seconds:.1f}s)",
+        markup=False,
+    )
+    if report.missing:
+        shown = ", ".join(report.missing[:SKIPPED_SHOWN])
+        more = len(report.missing) - min(len(report.missing), SKIPPED_SHOWN)
+        console.print(
+            f"Not in the index (nothing to delete): {shown}"
+            + (f" and {more} more" if more else ""),
+            markup=False,
+        )
+
+
+def print_verified(path: Path, manifest: Manifest, as_json: bool = False) -> None:
+    """The result of ``searchkit verify``."""
+    if as_json:
+        _dump({"index": str(path), "ok": True, "version": manifest.version,
+               "documents": manifest.documents, "deleted": manifest.deleted,
+               "files": len(manifest.files)})  # fmt: skip
+        return
+    Console().print(
+        f"{path}: OK, version {manifest.version}: {len(manifest.files)} files match their "
+        f"sha256 and sizes; {len(manifest.segments)} segments agree on row counts; "
+        f"{manifest.documents:,} live documents, {manifest.deleted:,} deleted.",
+        markup=False,
+    )
 
 
 def print_eval(result: EvalResult) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
-from searchkit.backends import VectorIndex, get_backend
+from searchkit.backends.base import pad
+from searchkit.backends.exact import top_k
 from searchkit.defaults import DEFAULT_CANDIDATES, DEFAULT_K
 from searchkit.encode import Encoder
 from searchkit.errors import (
@@ -19,17 +22,23 @@ from searchkit.errors import (
     ModelUnavailable,
     RerankerUnavailableWarning,
 )
+from searchkit.filters import Where, compile_filter, matching
 from searchkit.manifest import Manifest
 from searchkit.models import Document, Hit, Hits
 from searchkit.rerank import Reranker
-from searchkit.store import DocStore
+from searchkit.segment import Segment, read_deletions
+
+OPEN_ATTEMPTS = 5  # a writer may remove an old version's files while we open it: re-read
+EXACT_ROWS = 20_000  # filters leaving at most this many rows in a segment are searched exactly
+STRIDE = 1 << 40  # a hit's reference: segment position * STRIDE + row
 
 
 class Searcher:
-    """A read-only handle on an index folder.
+    """A read-only handle on an index folder, fixed at the version it opened.
 
     Opening reads the manifest, checks every file (sizes always, sha256 when ``verify``) and
-    loads the vector index; the models load on the first query.
+    loads the vector indexes; the models load on the first query. A writer committing later does
+    not change what this handle sees until ``refresh()``.
 
     Args:
         path: the index folder.
@@ -39,7 +48,7 @@ class Searcher:
     Example::
 
         s = Searcher.open("indexes/corpus")
-        for hit in s.search("how do vaccines work", k=5):
+        for hit in s.search("how do vaccines work", k=5, where="year >= 2020"):
             print(hit.rank, hit.score, hit.id, hit.title)
     """
 
@@ -47,21 +56,12 @@ class Searcher:
         self, path: str | Path, *, reranker: str | None = None, verify: bool = True
     ) -> None:
         self.path = Path(path)
-        self.manifest = Manifest.read(self.path)
-        self.manifest.verify(self.path, checksums=verify)
+        self._verify = verify
+        self._view = _open_view(self.path, verify)
         m = self.manifest
         self.encoder = Encoder(m.encoder["name"])
         self.reranker = Reranker(reranker or m.reranker)
         self._reranker_missing = False
-        self.index: VectorIndex = get_backend(m.backend["name"]).load(
-            self.path / m.files["vectors"].path, m.dim, m.backend["kind"], m.backend["params"]
-        )
-        self.docs = DocStore(self.path / m.files["docs"].path)
-        if not len(self.index) == len(self.docs) == m.documents:
-            raise CorruptIndex(
-                f"{self.path}: manifest counts {m.documents} documents, the vector index "
-                f"{len(self.index)} and the docstore {len(self.docs)}; rebuild the index"
-            )
 
     @classmethod
     def open(
@@ -70,8 +70,35 @@ class Searcher:
         """Open the index at ``path`` (same as the constructor)."""
         return cls(path, reranker=reranker, verify=verify)
 
+    @property
+    def manifest(self) -> Manifest:
+        """The manifest of the version this handle reads."""
+        return self._view.manifest
+
+    def refresh(self) -> bool:
+        """Switch to the index's newest committed version; True if it changed."""
+        if Manifest.read(self.path).version == self.manifest.version:
+            return False
+        view = _open_view(self.path, self._verify)
+        if view.manifest.dim != self.manifest.dim:
+            raise IncompatibleIndex(f"{self.path}: the index was rebuilt with another model")
+        self._view = view
+        return True
+
     def __len__(self) -> int:
         return self.manifest.documents
+
+    def ids(self) -> list[str]:
+        """The ids of every live document."""
+        out: list[str] = []
+        for seg in self._view.segments:
+            ids = seg.docs.ids()
+            out.extend(ids if seg.live is None else np.asarray(ids, dtype=object)[seg.live])
+        return out
+
+    def fields(self) -> dict[str, pa.DataType]:
+        """The metadata fields a filter may use, with their types."""
+        return _merged_fields(seg.fields.schema for seg in self._view.segments)
 
     def search(
         self,
@@ -80,6 +107,7 @@ class Searcher:
         *,
         rerank: bool = True,
         candidates: int = DEFAULT_CANDIDATES,
+        where: Where | None = None,
         ef_search: int | None = None,
         nprobe: int | None = None,
     ) -> Hits:
@@ -90,11 +118,19 @@ class Searcher:
             k: hits to return.
             rerank: rerank the top ``candidates`` with the CrossEncoder.
             candidates: how many retrieved documents the reranker scores (at least ``k``).
+            where: keep only documents whose metadata matches, e.g. ``'year >= 2020'`` or
+                ``{"source": "pubmed"}`` (see ``searchkit.filters``).
             ef_search: HNSW search breadth for this query (hnsw indexes).
             nprobe: IVF lists to visit for this query (ivf indexes).
         """
         return self.search_batch(
-            [query], k, rerank=rerank, candidates=candidates, ef_search=ef_search, nprobe=nprobe
+            [query],
+            k,
+            rerank=rerank,
+            candidates=candidates,
+            where=where,
+            ef_search=ef_search,
+            nprobe=nprobe,
         )[0]
 
     def search_batch(
@@ -104,6 +140,7 @@ class Searcher:
         *,
         rerank: bool = True,
         candidates: int = DEFAULT_CANDIDATES,
+        where: Where | None = None,
         ef_search: int | None = None,
         nprobe: int | None = None,
     ) -> list[Hits]:
@@ -111,19 +148,20 @@ class Searcher:
         _check_args(queries, k, candidates)
         if not queries:
             return []
+        view = self._view
+        allowed = view.allowed(where)
         reranker = self._usable_reranker() if rerank else None
         depth = max(k, candidates) if reranker else k
-        scores, rows = self.index.search(
-            self._query_vectors(queries), depth, ef_search=ef_search, nprobe=nprobe
-        )
-        docs = self._fetch(rows)
+        overrides = {"ef_search": ef_search, "nprobe": nprobe}
+        scores, refs = view.retrieve(self._query_vectors(queries), depth, allowed, overrides)
+        docs = view.fetch(refs)
         pools = [
             [
                 (int(r), float(s), rank)
                 for rank, (r, s) in enumerate(zip(rr, ss, strict=True), 1)
                 if r >= 0
             ]
-            for rr, ss in zip(rows, scores, strict=True)
+            for rr, ss in zip(refs, scores, strict=True)
         ]
         if reranker is None:
             return [
@@ -163,9 +201,138 @@ class Searcher:
     def _query_vectors(self, queries: Sequence[str]) -> np.ndarray:
         return self._checked_encoder.encode_queries(queries)
 
-    def _fetch(self, rows: np.ndarray) -> dict[int, Document]:
-        wanted = np.unique(rows[rows >= 0])
-        return dict(zip(wanted.tolist(), self.docs.take(wanted), strict=True))
+
+@dataclass(frozen=True)
+class _View:
+    """One committed version: its manifest and open segments."""
+
+    manifest: Manifest
+    segments: list[Segment]
+
+    def allowed(self, where: Where | None) -> list[np.ndarray | None]:
+        """Per segment, the mask of rows a query may return (None: every row)."""
+        if where is None:
+            return [seg.live for seg in self.segments]
+        flt = compile_filter(where, _merged_fields(seg.fields.schema for seg in self.segments))
+        masks = []
+        for seg in self.segments:
+            mask = matching(flt, seg.fields)
+            masks.append(mask if seg.live is None else mask & seg.live)
+        return masks
+
+    def retrieve(
+        self,
+        queries: np.ndarray,
+        depth: int,
+        allowed: list[np.ndarray | None],
+        overrides: dict[str, int | None],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The top ``depth`` (scores, refs) over every segment, merged by score."""
+        parts = [(np.full((len(queries), 0), -np.inf), np.full((len(queries), 0), -1))]
+        for position, (seg, allow) in enumerate(zip(self.segments, allowed, strict=True)):
+            scores, rows = _segment_top(seg, queries, depth, allow, overrides)
+            parts.append((scores, np.where(rows >= 0, position * STRIDE + rows, -1)))
+        scores = np.concatenate([p[0] for p in parts], axis=1)
+        refs = np.concatenate([p[1] for p in parts], axis=1)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :depth]
+        return pad(np.take_along_axis(scores, order, 1), np.take_along_axis(refs, order, 1), depth)
+
+    def fetch(self, refs: np.ndarray) -> dict[int, Document]:
+        """The documents of the hits ``refs``, read from each segment's docstore."""
+        wanted = np.unique(refs[refs >= 0])
+        docs: dict[int, Document] = {}
+        for position in np.unique(wanted // STRIDE).tolist():
+            mine = wanted[wanted // STRIDE == position]
+            found = self.segments[position].docs.take(mine % STRIDE)
+            docs.update(zip(mine.tolist(), found, strict=True))
+        return docs
+
+
+def _segment_top(
+    seg: Segment,
+    queries: np.ndarray,
+    depth: int,
+    allow: np.ndarray | None,
+    overrides: dict[str, int | None],
+) -> tuple[np.ndarray, np.ndarray]:
+    """One segment's top ``depth`` rows among ``allow``: the backend's own filter, or an exact
+    scan of the stored vectors when few rows qualify or the backend came back short."""
+    if allow is None:
+        return seg.index.search(queries, depth, **overrides)
+    count = int(np.count_nonzero(allow))
+    if count <= EXACT_ROWS:
+        return _exact(seg, queries, depth, allow)
+    scores, rows = seg.index.search(queries, depth, allow=allow, **overrides)
+    short = np.count_nonzero(rows >= 0, axis=1) < min(depth, count)
+    if short.any():  # a selective filter starved the approximate search
+        scores[short], rows[short] = _exact(seg, queries[short], depth, allow)
+    return scores, rows
+
+
+def _exact(
+    seg: Segment, queries: np.ndarray, depth: int, allow: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    rows = np.flatnonzero(allow)
+    scores, picked = top_k(queries @ np.asarray(seg.vectors[rows]).T, depth)
+    return scores, np.where(picked >= 0, rows[np.maximum(picked, 0)], -1)
+
+
+def verify_index(path: str | Path) -> Manifest:
+    """Re-check every file's sha256 and size and every segment's row counts; the manifest.
+
+    Raises:
+        CorruptIndex: naming the first file or count that does not match.
+    """
+    return _open_view(Path(path), True).manifest
+
+
+def _merged_fields(schemas: Iterable[pa.Schema]) -> dict[str, pa.DataType]:
+    """Field -> type over every segment (segments written at different times may differ)."""
+    out: dict[str, pa.DataType] = {}
+    for schema in schemas:
+        for field in schema:
+            old = out.get(field.name)
+            if old is None or pa.types.is_null(old):
+                out[field.name] = field.type
+            elif pa.types.is_null(field.type) or old == field.type:
+                continue
+            elif {old, field.type} <= {pa.int64(), pa.float64()}:
+                out[field.name] = pa.float64()
+            else:
+                out[field.name] = pa.string()
+    return out
+
+
+def _open_view(path: Path, verify: bool) -> _View:
+    """Open the current version; retry when a commit removed its files while we opened them."""
+    for attempt in range(1, OPEN_ATTEMPTS + 1):
+        manifest = Manifest.read(path)
+        try:
+            return _load_view(path, manifest, verify)
+        except (CorruptIndex, OSError):
+            if attempt == OPEN_ATTEMPTS or Manifest.read(path).version == manifest.version:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _load_view(path: Path, manifest: Manifest, verify: bool) -> _View:
+    manifest.verify(path, checksums=verify)
+    deleted = read_deletions(path, manifest)
+    segments = [Segment(path, manifest, e, deleted[e.name]) for e in manifest.segments]
+    for seg in segments:
+        for part, rows in seg.counts().items():
+            if rows != seg.entry.rows:
+                raise CorruptIndex(
+                    f"{path}: segment {seg.name} has {seg.entry.rows} documents in the manifest "
+                    f"but {rows} in its {part}; rebuild the index"
+                )
+    live = sum(s.entry.rows - len(deleted[s.name]) for s in segments)
+    if live != manifest.documents:
+        raise CorruptIndex(
+            f"{path}: manifest counts {manifest.documents} live documents, the segments and "
+            f"deletions {live}; rebuild the index"
+        )
+    return _View(manifest, segments)
 
 
 Pool = list[tuple[int, float, int]]  # (row, retrieval score, retrieval rank) per candidate

@@ -66,9 +66,9 @@ class DocStore:
     def __len__(self) -> int:
         return int(self._starts[-1])
 
-    def ids(self) -> set[str]:
-        """Every document id (reads only the id column)."""
-        return set(self._file.read(columns=["id"]).column("id").to_pylist())
+    def ids(self) -> list[str]:
+        """Every document id in row order (reads only the id column)."""
+        return self._file.read(columns=["id"]).column("id").to_pylist()
 
     def take(self, rows: Sequence[int]) -> list[Document]:
         """The documents at ``rows``, in that order."""

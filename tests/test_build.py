@@ -47,7 +47,7 @@ def test_round_trip_puts_the_relevant_document_first(tiny_corpus, tmp_path, back
 def test_manifest_records_what_the_issue_asks(tiny_corpus, tmp_path):
     report = build_index(tiny_corpus, tmp_path / "idx", backend="hnswlib", progress=False)
     data = json.loads((report.path / "manifest.json").read_text())
-    assert data["format_version"] == 1 and data["version"] == 1
+    assert data["format_version"] == 2 and data["version"] == 1
     assert data["encoder"] == {
         "name": "sentence-transformers/all-MiniLM-L6-v2",
         "dim": 384,
@@ -60,13 +60,15 @@ def test_manifest_records_what_the_issue_asks(tiny_corpus, tmp_path):
         "kind": "hnsw",
         "params": {"m": 32, "ef_construction": 200, "ef_search": 64},
     }
-    assert data["documents"] == 12
+    assert data["documents"] == 12 and data["deleted"] == 0
+    assert data["segments"] == [{"name": "s000001", "rows": 12, "deleted": 0}]
     assert data["corpus"]["sha256"] == sha256_file(tiny_corpus)
     assert data["searchkit_version"] and data["created"]
     for entry in data["files"].values():
         path = report.path / entry["path"]
         assert entry["bytes"] == path.stat().st_size and entry["sha256"] == sha256_file(path)
-    assert pq.read_table(report.path / data["files"]["docs"]["path"]).num_rows == 12
+    assert sorted(data["files"]) == [f"s000001/{p}" for p in ("docs", "fields", "index", "vectors")]
+    assert pq.read_table(report.path / data["files"]["s000001/docs"]["path"]).num_rows == 12
     assert report.docs_per_second > 0
 
 
@@ -85,7 +87,8 @@ def test_existing_index_needs_force_and_is_replaced_atomically(tiny_corpus, tmp_
     smaller = write_jsonl(tmp_path / "small.jsonl", tiny_records()[:4])
     report = build_index(smaller, out, force=True, backend="exact", progress=False)
     assert report.manifest.version == 2 and report.manifest.documents == 4
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "v2"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "segments"]
+    assert [p.name for p in (out / "segments").iterdir()] == ["s000001"]
     assert len(Searcher.open(out)) == 4
     assert not list(tmp_path.glob(".idx.build-*"))
 
@@ -100,8 +103,12 @@ def test_a_folder_that_is_not_an_index_is_never_overwritten(tiny_corpus, tmp_pat
 
 
 def snapshot(folder: Path) -> dict[str, str]:
+    """Checksums of the index's files; hidden ones (a dead writer's staging) are not the index."""
+    files = (p.relative_to(folder) for p in sorted(folder.rglob("*")) if p.is_file())
     return {
-        str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()
+        str(p): sha256_file(folder / p)
+        for p in files
+        if not any(part.startswith(".") for part in p.parts)
     }
 
 
@@ -144,7 +151,7 @@ def test_killed_build_leaves_the_old_index_intact(tiny_corpus, tmp_path):
         )
     deadline = time.monotonic() + 120
     # kill once embedding has started writing the new version into the staging folder
-    while not list(tmp_path.glob(".idx.build-*/vectors.f32")):
+    while not list((out / "segments").glob(".s000001.tmp-*/vectors.f32")):
         assert proc.poll() is None, log.read_text()
         assert time.monotonic() < deadline, "the build never started writing"
         time.sleep(0.1)
@@ -153,6 +160,6 @@ def test_killed_build_leaves_the_old_index_intact(tiny_corpus, tmp_path):
     proc.wait()
     assert snapshot(out) == before
     assert len(Searcher.open(out)) == 12
-    # the next build clears the dead build's staging folder
+    # the next writer clears the dead build's staging folder
     build_index(tiny_corpus, out, force=True, progress=False)
-    assert not list(tmp_path.glob(".idx.build-*"))
+    assert [p.name for p in (out / "segments").iterdir()] == ["s000001"]

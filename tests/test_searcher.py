@@ -120,18 +120,18 @@ def test_missing_index(tmp_path):
 
 def test_missing_file(index_copy):
     manifest = json.loads((index_copy / "manifest.json").read_text())
-    (index_copy / manifest["files"]["vectors"]["path"]).unlink()
-    with pytest.raises(CorruptIndex, match="vectors file is missing"):
+    (index_copy / manifest["files"]["s000001/index"]["path"]).unlink()
+    with pytest.raises(CorruptIndex, match="s000001/index file is missing"):
         Searcher.open(index_copy)
 
 
 def test_checksum_mismatch(index_copy):
     manifest = json.loads((index_copy / "manifest.json").read_text())
-    docs = index_copy / manifest["files"]["docs"]["path"]
+    docs = index_copy / manifest["files"]["s000001/docs"]["path"]
     data = bytearray(docs.read_bytes())
     data[100] ^= 0xFF  # same size, one byte flipped
     docs.write_bytes(bytes(data))
-    with pytest.raises(CorruptIndex, match="docs file checksum mismatch"):
+    with pytest.raises(CorruptIndex, match="s000001/docs file checksum mismatch"):
         Searcher.open(index_copy)
     docs.write_bytes(bytes(data[:-10]))
     with pytest.raises(CorruptIndex, match="has .* bytes, manifest says"):
@@ -152,13 +152,13 @@ def edit_manifest(folder: Path, **changes) -> None:
 
 def test_unknown_format_version(index_copy):
     edit_manifest(index_copy, format_version=99)
-    with pytest.raises(IncompatibleIndex, match="format version 99.*reads version 1.*rebuild"):
+    with pytest.raises(IncompatibleIndex, match="format version 99.*reads version 2.*rebuild"):
         Searcher.open(index_copy)
 
 
 def test_document_count_mismatch(index_copy):
     edit_manifest(index_copy, documents=13)
-    with pytest.raises(CorruptIndex, match="manifest counts 13 documents"):
+    with pytest.raises(CorruptIndex, match="manifest counts 13 live documents"):
         Searcher.open(index_copy)
 
 

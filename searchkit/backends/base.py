@@ -19,7 +19,9 @@ class VectorIndex(Protocol):
     """Vectors addressed by row: id i is row i of the docstore. Scores are similarities.
 
     ``search`` returns (nq, k) arrays of scores and ids, padded with -inf / -1 when fewer than
-    k vectors qualify. ``params`` holds every build and search parameter, resolved.
+    k vectors qualify. ``allow`` (a boolean mask over rows) restricts the search to those rows,
+    through the library's own filter (FAISS ``IDSelector``, hnswlib ``filter``); approximate
+    indexes may then return fewer than k. ``params`` holds every build and search parameter.
     """
 
     KINDS: ClassVar[dict[str, dict[str, Any]]]
@@ -34,7 +36,7 @@ class VectorIndex(Protocol):
     def train(self, sample: np.ndarray) -> None: ...
     def add(self, vectors: np.ndarray) -> None: ...
     def search(
-        self, queries: np.ndarray, k: int, **overrides: Any
+        self, queries: np.ndarray, k: int, *, allow: np.ndarray | None = None, **overrides: Any
     ) -> tuple[np.ndarray, np.ndarray]: ...
     def save(self, path: Path) -> None: ...
     def __len__(self) -> int: ...

@@ -38,20 +38,10 @@ class ExactIndex:
         self._vectors = np.concatenate([self._vectors, np.asarray(vectors, dtype=np.float32)])
 
     def search(
-        self, queries: np.ndarray, k: int, **overrides: Any
+        self, queries: np.ndarray, k: int, *, allow: np.ndarray | None = None, **overrides: Any
     ) -> tuple[np.ndarray, np.ndarray]:
         search_params(self, k, overrides)
-        sims = np.asarray(queries, dtype=np.float32) @ self._vectors.T
-        top = min(k, sims.shape[1])
-        part = (
-            np.argpartition(-sims, top - 1, axis=1)[:, :top]
-            if top
-            else np.empty((len(sims), 0), int)
-        )
-        part_scores = np.take_along_axis(sims, part, axis=1)
-        order = np.argsort(-part_scores, axis=1, kind="stable")
-        ids = np.take_along_axis(part, order, axis=1)
-        return pad(np.take_along_axis(part_scores, order, axis=1), ids, k)
+        return top_k(np.asarray(queries, dtype=np.float32) @ self._vectors.T, k, allow)
 
     def save(self, path: Path) -> None:
         with open(path, "wb") as f:
@@ -59,3 +49,19 @@ class ExactIndex:
 
     def __len__(self) -> int:
         return len(self._vectors)
+
+
+def top_k(
+    sims: np.ndarray, k: int, allow: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best columns of a (queries, rows) similarity matrix, rows outside ``allow`` out."""
+    if allow is not None:
+        sims = np.where(allow, sims, -np.inf)
+    top = min(k, sims.shape[1] if allow is None else int(np.count_nonzero(allow)))
+    part = (
+        np.argpartition(-sims, top - 1, axis=1)[:, :top] if top else np.empty((len(sims), 0), int)
+    )
+    part_scores = np.take_along_axis(sims, part, axis=1)
+    order = np.argsort(-part_scores, axis=1, kind="stable")
+    ids = np.take_along_axis(part, order, axis=1)
+    return pad(np.take_along_axis(part_scores, order, axis=1), ids, k)

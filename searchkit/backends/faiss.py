@@ -57,17 +57,23 @@ class FaissIndex:
         self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
 
     def search(
-        self, queries: np.ndarray, k: int, **overrides: Any
+        self, queries: np.ndarray, k: int, *, allow: np.ndarray | None = None, **overrides: Any
     ) -> tuple[np.ndarray, np.ndarray]:
         params = search_params(self, k, overrides)
         queries = np.ascontiguousarray(queries, dtype=np.float32)
+        selector = {}
+        if allow is not None:
+            # FAISS reads bit i of the bitmap as (byte i >> 3) >> (i & 7): little bit order
+            bits = np.packbits(np.asarray(allow, dtype=bool), bitorder="little")
+            selector["sel"] = faiss.IDSelectorBitmap(len(allow), faiss.swig_ptr(bits))
         # per-call parameters, so concurrent searches with different settings do not interfere
         if self.kind == "hnsw":
-            options = faiss.SearchParametersHNSW(efSearch=max(params["ef_search"], k))
+            options = faiss.SearchParametersHNSW(efSearch=max(params["ef_search"], k), **selector)
         elif self.kind == "ivf":
-            options = faiss.SearchParametersIVF(nprobe=min(params["nprobe"], params["nlist"]))
+            nprobe = min(params["nprobe"], params["nlist"])
+            options = faiss.SearchParametersIVF(nprobe=nprobe, **selector)
         else:
-            options = None
+            options = faiss.SearchParameters(**selector) if selector else None
         scores, ids = self._index.search(queries, k, params=options)
         return pad(scores, ids, k)
 

@@ -56,18 +56,26 @@ class HnswIndex:
         self._index.add_items(np.asarray(vectors, dtype=np.float32), np.arange(start, needed))
 
     def search(
-        self, queries: np.ndarray, k: int, **overrides: Any
+        self, queries: np.ndarray, k: int, *, allow: np.ndarray | None = None, **overrides: Any
     ) -> tuple[np.ndarray, np.ndarray]:
         params = search_params(self, k, overrides)
         queries = np.asarray(queries, dtype=np.float32)
         # hnswlib raises if k exceeds the element count, so clamp and pad afterwards
-        top = min(k, len(self))
+        top = min(k, len(self) if allow is None else int(np.count_nonzero(allow)))
+        empty = pad(np.empty((len(queries), 0)), np.empty((len(queries), 0)), k)
         if top == 0:
-            return pad(np.empty((len(queries), 0)), np.empty((len(queries), 0)), k)
+            return empty
+        options: dict[str, Any] = {}
+        if allow is not None:
+            # hnswlib calls the filter from its search threads; one thread keeps it simple
+            options = {"filter": lambda label: bool(allow[label]), "num_threads": 1}
         # set_ef is index-wide state, so hold it with the query; hnswlib also needs ef >= k
         with self._lock:
             self._index.set_ef(max(params["ef_search"], top))
-            labels, distances = self._index.knn_query(queries, k=top)
+            try:
+                labels, distances = self._index.knn_query(queries, k=top, **options)
+            except RuntimeError:  # a selective filter left fewer than k reachable rows
+                return empty
         # hnswlib's "ip" space returns 1 - inner product
         return pad(1.0 - distances, labels.astype(np.int64), k)
 
