@@ -2,10 +2,12 @@
 
 Example::
 
-    from searchkit import Searcher, build_index
+    from searchkit import Document, IndexWriter, Searcher, build_index
 
     build_index("corpus.jsonl")                      # -> indexes/corpus
-    hits = Searcher.open("indexes/corpus").search("how do vaccines work", k=5)
+    with IndexWriter.open("indexes/corpus") as w:     # upsert, delete, compact
+        w.upsert([Document("a17", "new text", "Title", {"year": 2024})])
+    hits = Searcher.open("indexes/corpus").search("how do vaccines work", k=5, where="year >= 2020")
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from searchkit.errors import (
     CorpusError,
     CorruptIndex,
     DatasetError,
+    FilterError,
     IncompatibleIndex,
     IndexExists,
+    IndexLocked,
     IndexNotFound,
     InvalidParameter,
     ModelUnavailable,
@@ -28,20 +32,25 @@ from searchkit.errors import (
 )
 from searchkit.manifest import Manifest
 from searchkit.models import Document, Hit, Hits
-from searchkit.searcher import Searcher
+from searchkit.searcher import Searcher, verify_index
+from searchkit.writer import CommitReport, IndexWriter
 
 __all__ = [
     "BuildReport",
+    "CommitReport",
     "CorpusError",
     "CorpusReader",
     "CorruptIndex",
     "DatasetError",
+    "FilterError",
     "Document",
     "Hit",
     "Hits",
     "IncompatibleIndex",
     "IndexExists",
+    "IndexLocked",
     "IndexNotFound",
+    "IndexWriter",
     "InvalidParameter",
     "Manifest",
     "ModelUnavailable",
@@ -51,4 +60,5 @@ __all__ = [
     "UnknownBackend",
     "__version__",
     "build_index",
+    "verify_index",
 ]

@@ -13,8 +13,8 @@ As text::
 * values: numbers (``3``, ``-2.5``, ``1e-3``), strings in double or single quotes with backslash
   escapes (``\\"``, ``\\\\``, ``\\n``, ``\\t``, ``\\uXXXX``), ``true``, ``false``, ``null``.
 * fields: letters, digits, ``_``, ``.``, ``-``, starting with a letter or ``_``; other names go in
-  backquotes. Nested metadata is flattened with dots (``{"a": {"b": 1}}`` is ``a.b``). ``id`` is
-  the document id, which hides a metadata key named ``id``.
+  backquotes. Nested metadata is flattened with dots (``{"a": {"b": 1}}`` is ``a.b``; a key
+  ``"a.b"`` wins over it). ``id`` is the document id, which hides a metadata key named ``id``.
 
 As a dict (Python API), keys are ANDed: ``{"source": "pubmed"}`` (equality), ``{"lang": ["en",
 "de"]}`` (in), ``{"year": {">=": 2020, "<": 2024}}`` (operators ``= == != < <= > >= in``,
@@ -66,7 +66,7 @@ _HINTS = {"number": "compare it with a number, e.g. 2020", "string": "put the va
           "bool": "compare it with true or false"}  # fmt: skip
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Filter:
     """A compiled filter: its pyarrow expression and the fields it reads, with their types."""
 
@@ -78,24 +78,25 @@ def fields_table(metadata: Sequence[dict[str, Any]], ids: Sequence[str]) -> pa.T
     """Typed columns, one row per document (same order), for filtering."""
     if len(metadata) != len(ids):
         raise ValueError(f"{len(metadata)} metadata dicts for {len(ids)} ids")
-    rows = [_flatten(meta) if meta else {} for meta in metadata]
-    columns = {"id": pa.array([str(i) for i in ids], pa.string())}
-    for name in sorted({name for row in rows for name in row} - {"id"}):
-        columns[name] = _column([row.get(name) for row in rows])
-    return pa.table(columns)
+    rows = [meta or {} for meta in metadata]
+    columns: dict[str, pa.Array] = {}
+    for name in sorted({name for row in rows for name in row}, key=str):
+        _add_columns(str(name), [row.get(name) for row in rows], columns)
+    columns.pop("id", None)
+    ids_column = pa.array([str(i) for i in ids], pa.string())
+    return pa.table({"id": ids_column, **dict(sorted(columns.items()))})
 
 
-def _flatten(meta: Mapping[str, Any]) -> Mapping[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; a dict with no nested dict comes back as it is."""
-    if dict not in map(type, meta.values()):
-        return meta
-    flat: dict[str, Any] = {}
-    for key, value in meta.items():
-        if type(value) is dict and value:
-            flat.update((f"{key}.{name}", inner) for name, inner in _flatten(value).items())
-        else:
-            flat[key] = value
-    return flat
+def _add_columns(name: str, values: list[Any], columns: dict[str, pa.Array]) -> None:
+    """Adds column ``name``, and its nested dicts' values as columns ``name.key`` (column-wise)."""
+    if dict in map(type, values):
+        for key in sorted({key for v in values if type(v) is dict for key in v}, key=str):
+            inner = [v.get(key) if type(v) is dict else None for v in values]
+            _add_columns(f"{name}.{key}", inner, columns)
+        values = [None if type(v) is dict and v else v for v in values]
+        if values.count(None) == len(values):  # a column of nested fields only
+            return
+    columns[name] = _column(values)
 
 
 def _column(values: list[Any]) -> pa.Array:
@@ -118,7 +119,10 @@ _json = json.JSONEncoder(ensure_ascii=False, default=str).encode  # json.dumps w
 
 
 def compile_filter(where: Where, fields: Mapping[str, pa.DataType] | pa.Schema) -> Filter:
-    """Parse and check a filter against the known fields (union of schemas over segments)."""
+    """Parse and check a filter against the known fields (union of schemas over segments).
+
+    ``fields`` maps names to types (or is a pyarrow schema); the result is a Filter for matching.
+    """
     known = {f.name: f.type for f in fields} if isinstance(fields, pa.Schema) else dict(fields)
     used: dict[str, pa.DataType] = {}
     if isinstance(where, str) and where.strip():
@@ -176,14 +180,15 @@ def _isin(name: str, typ: pa.DataType, values: Sequence[Any], negate: bool) -> p
     present = [value for value in values if value is not None]
     for value in present:
         _check(name, typ, value, "in")
-    column, category, expression = pc.field(name), _category(typ), _UNKNOWN
+    column, category = pc.field(name), _category(typ)
     if category == "number" and (pa.types.is_floating(typ) or float in map(type, present)):
         # adding 0.0 makes -0.0 into 0.0, which is_in would tell apart
         found = pc.add(column, 0.0).isin(pa.array([v + 0.0 for v in present], pa.float64()))
-    elif category != "null":
+    elif category in ("number", "bool", "string"):
         found = column.isin(pa.array(present, pa.int64() if category == "number" else typ))
-    if category != "null":
-        expression = pc.if_else(column.is_valid(), found, _UNKNOWN)
+    else:  # a null field, or one of another type and no values (else _check raised)
+        found = pc.scalar(False)
+    expression = pc.if_else(column.is_valid(), found, _UNKNOWN)
     if len(present) < len(values):
         expression = expression | column.is_null()
     return ~expression if negate else expression
@@ -275,8 +280,10 @@ class _Parser:
 
     def take(self, *kinds: str) -> _Token | None:
         token = self.tokens[self.i]
-        self.i += token.kind in kinds
-        return token if token.kind in kinds else None
+        if token.kind not in kinds:
+            return None
+        self.i += 1
+        return token
 
     def fail(self, expected: str) -> NoReturn:
         token = self.tokens[self.i]

@@ -272,9 +272,9 @@ def _segment_top(
 def _exact(
     seg: Segment, queries: np.ndarray, depth: int, allow: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    rows = np.flatnonzero(allow)
-    scores, picked = top_k(queries @ np.asarray(seg.vectors[rows]).T, depth)
-    return scores, np.where(picked >= 0, rows[np.maximum(picked, 0)], -1)
+    rows = np.append(np.flatnonzero(allow), -1)  # the -1 maps top_k's padding back to -1
+    scores, picked = top_k(queries @ np.asarray(seg.vectors[rows[:-1]]).T, depth)
+    return scores, rows[picked]
 
 
 def verify_index(path: str | Path) -> Manifest:

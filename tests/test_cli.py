@@ -100,6 +100,44 @@ def test_errors_exit_1_with_file_and_line(project):
     assert done.returncode == 1 and "already holds an index; pass --force" in done.stderr
 
 
+def test_add_delete_compact_verify_and_where(project):
+    new = [
+        {"_id": "kiwi", "title": "Kiwi", "text": "Kiwi fruit is rich in vitamin C.", "year": 2024},
+        {**tiny_records()[0], "text": "Vaccines were first made against smallpox."},
+    ]
+    write_jsonl(project / "new.jsonl", new)
+    done = run("add", "indexes/tiny", "new.jsonl", "--no-progress", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert "version 2, 13 live documents, 1 deleted awaiting compact; 1 added, 1 replaced" in (
+        done.stdout
+    )
+    (project / "ids.txt").write_text("chess\nnope\n")
+    done = run("delete", "indexes/tiny", "--ids", "bitcoin", "--ids-file", "ids.txt", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert "11 live documents, 3 deleted" in done.stdout and "Not in the index" in done.stdout
+    done = run("info", "indexes/tiny", cwd=project)
+    assert "11 live, 3 deleted" in done.stdout and "s000002 (2 rows, 0 deleted)" in done.stdout
+    where = ["--no-rerank", "--json", "-k", "12", "--where", "year >= 2020 or topic = 'tides'"]
+    done = run("query", "fruit", "-i", "indexes/tiny", *where, cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert sorted(h["id"] for h in json.loads(done.stdout)["hits"]) == ["kiwi", "tides"]
+    done = run("query", "fruit", "-i", "indexes/tiny", "--where", "year >>= 3", cwd=project)
+    assert done.returncode == 1 and "error: invalid filter" in done.stderr
+    done = run("compact", "indexes/tiny", "--json", cwd=project)
+    assert json.loads(done.stdout)["tombstones"] == 0, done.stderr
+    done = run("verify", "indexes/tiny", cwd=project)
+    assert done.returncode == 0 and "OK, version 4" in done.stdout
+    segment = next((project / "indexes/tiny/segments").iterdir())
+    docs = segment / "docs.parquet"
+    data = bytearray(docs.read_bytes())
+    data[200] ^= 0xFF
+    docs.write_bytes(bytes(data))
+    done = run("verify", "indexes/tiny", cwd=project)
+    assert done.returncode == 1 and "docs file checksum mismatch" in done.stderr
+    data[200] ^= 0xFF
+    docs.write_bytes(bytes(data))
+
+
 def test_help_does_not_import_torch():
     code = "import sys, searchkit.cli; print('torch' in sys.modules, 'faiss' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -6,11 +6,11 @@ import searchkit
 def test_public_names_are_pinned():
     assert sorted(searchkit.__all__) == sorted(
         [
-            "BuildReport", "CorpusError", "CorpusReader", "CorruptIndex", "DatasetError",
-            "Document", "Hit", "Hits", "IncompatibleIndex", "IndexExists", "IndexNotFound",
-            "InvalidParameter",
+            "BuildReport", "CommitReport", "CorpusError", "CorpusReader", "CorruptIndex",
+            "DatasetError", "Document", "FilterError", "Hit", "Hits", "IncompatibleIndex",
+            "IndexExists", "IndexLocked", "IndexNotFound", "IndexWriter", "InvalidParameter",
             "Manifest", "ModelUnavailable", "RerankerUnavailableWarning", "SearchkitError",
-            "Searcher", "UnknownBackend", "__version__", "build_index",
+            "Searcher", "UnknownBackend", "__version__", "build_index", "verify_index",
         ]
     )  # fmt: skip
     for name in searchkit.__all__:
@@ -21,7 +21,9 @@ def test_every_error_is_a_searchkit_error():
     errors = [
         getattr(searchkit, n)
         for n in searchkit.__all__
-        if n.endswith(("Error", "Index", "Found", "Exists", "Unavailable", "Parameter", "Backend"))
+        if n.endswith(
+            ("Error", "Index", "Found", "Exists", "Locked", "Unavailable", "Parameter", "Backend")
+        )
     ]
     for cls in errors:
         if isinstance(cls, type) and issubclass(cls, Exception):
