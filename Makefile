@@ -31,6 +31,9 @@ $(DEMO_INDEX)/manifest.json: $(SAMPLE)/corpus.jsonl
 demo: $(DEMO_INDEX)/manifest.json
 	$(BIN)/searchkit info $(DEMO_INDEX)
 	$(BIN)/searchkit query "split a path into directory and file name" --index $(DEMO_INDEX) -k 5 --no-rerank
+	$(BIN)/searchkit query "read a file line by line" --index $(DEMO_INDEX) -k 3 --no-rerank \
+		--where 'kind = "class" and module in ("io", "fileinput", "codecs")'
+	$(BIN)/searchkit verify $(DEMO_INDEX)
 	$(BIN)/searchkit eval $(DEMO_INDEX) --queries $(SAMPLE)/queries.jsonl \
 		--qrels $(SAMPLE)/qrels/test.tsv --no-rerank
 	@echo "The rerank path, with $(or $(RERANKER),the default hub reranker) (see README: Set-up):"

@@ -204,7 +204,10 @@ class IndexWriter:
 
     def _spec(self) -> VectorSpec:
         b = self.manifest.backend
-        return VectorSpec(b["name"], b["kind"], b["params"])
+        params = dict(b["params"])
+        if "nlist" in params:  # IVF lists are sized for each segment's own row count
+            params["nlist"] = None
+        return VectorSpec(b["name"], b["kind"], params)
 
     def _current(self) -> _State:
         if self._state is None:
