@@ -14,7 +14,7 @@ from typing import Any
 from searchkit._version import __version__
 from searchkit.backends import DEFAULT_KIND, get_backend
 from searchkit.backends.base import resolve_params
-from searchkit.commit import install_segment, segment_name, staging_segment, switch
+from searchkit.commit import SEGMENTS, install_segment, segment_name, staging_segment, switch
 from searchkit.corpus import CorpusReader, SkippedLine
 from searchkit.encode import Encoder
 from searchkit.errors import IndexError_, IndexExists
@@ -90,12 +90,13 @@ def build_index(
     spec = VectorSpec(backend, kind or DEFAULT_KIND[backend], params or {})
     resolve_params(backend, get_backend(backend).KINDS, spec.kind, spec.params, 1)  # fail early
     reader = CorpusReader(corpus, id_field=id_field, skip_invalid=skip_invalid)
-    encoder = Encoder(model, batch_size=batch_size)
-    encoder.model  # noqa: B018 - load the model before the progress bar starts
     with WriterLock(out):
         previous = _check_target(out, force)
+        encoder = Encoder(model, batch_size=batch_size)
+        encoder.model  # noqa: B018 - load the model before the progress bar starts
         root = out if previous is not None else _staging_dir(out)
-        name = segment_name(1)
+        number = _next_segment(out) if previous is not None else 1
+        name = segment_name(number)
         staged = staging_segment(root, name)
         try:
             written, embed_seconds = _write(staged, name, reader, encoder, spec, progress)
@@ -118,7 +119,7 @@ def build_index(
                 files=written.files,
                 searchkit_version=__version__,
                 segments=[written.entry],
-                next_segment=2,
+                next_segment=number + 1,
             )
             _commit(root, out, manifest)
         finally:
@@ -174,6 +175,16 @@ def _check_target(out: Path, force: bool) -> int | None:
         return Manifest.read(out).version
     except IndexError_:  # an unreadable or older index being replaced on purpose
         return 0
+
+
+def _next_segment(out: Path) -> int:
+    """A segment number the index at ``out`` has never used, so a rebuild in place never
+    touches the segments of the version it replaces until the switch."""
+    try:
+        return Manifest.read(out).next_segment
+    except IndexError_:  # an unreadable or older index: go past whatever is there
+        used = [int(p.name[1:]) for p in (out / SEGMENTS).glob("s*") if p.name[1:].isdigit()]
+        return max(used, default=0) + 1
 
 
 def _staging_dir(out: Path) -> Path:

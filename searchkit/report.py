@@ -136,6 +136,8 @@ def print_commit(report: CommitReport, as_json: bool = False) -> None:
             ("replaced", report.replaced),
             ("unchanged", report.unchanged),
             ("deleted", report.deleted),
+            ("rewritten by compact", report.rewritten),
+            ("tombstones purged", report.purged),
         )
         if n
     ]

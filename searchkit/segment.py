@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from searchkit.backends import VectorIndex, get_backend
+from searchkit.errors import CorruptIndex
 from searchkit.filters import fields_table
 from searchkit.fsio import sha256_file
 from searchkit.manifest import FileEntry, Manifest, SegmentEntry
@@ -154,7 +155,11 @@ class Segment:
     def index(self) -> VectorIndex:
         """The vector index, loaded on first use."""
         b = self._backend
-        return get_backend(b["name"]).load(self._files["index"], self._dim, b["kind"], b["params"])
+        path = self._files["index"]
+        try:
+            return get_backend(b["name"]).load(path, self._dim, b["kind"], b["params"])
+        except (RuntimeError, OSError) as err:  # FAISS and hnswlib raise RuntimeError
+            raise CorruptIndex(f"{path}: cannot read the vector index ({err})") from None
 
     @property
     def name(self) -> str:

@@ -44,6 +44,8 @@ class CommitReport:
     unchanged: int = 0  # existing ids sent again with the same document: not re-embedded
     deleted: int = 0
     missing: tuple[str, ...] = ()  # ids asked to be deleted that the index does not have
+    rewritten: int = 0  # live documents rewritten by compact
+    purged: int = 0  # tombstoned rows compact removed
     documents: int = 0  # live documents after the change
     tombstones: int = 0  # deleted rows still taking space (until compact)
     seconds: float = 0.0
@@ -153,7 +155,8 @@ class IndexWriter:
         finally:
             shutil.rmtree(staged, ignore_errors=True)
         self._commit({}, added=written, keep=False)
-        return self._report(started)
+        rewritten = written.entry.rows if written is not None else 0
+        return self._report(started, rewritten=rewritten, purged=m.deleted)
 
     def _upsert(
         self, blocks: Iterable[list[Document]], reader: CorpusReader | None
