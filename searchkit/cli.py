@@ -268,3 +268,45 @@ def verify(index: IndexArg, as_json: JsonOpt = False) -> None:
     with _errors():
         manifest = verify_index(index)
     print_verified(index, manifest, as_json=as_json)
+
+
+@app.command()
+def serve(
+    index: IndexArg,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    reranker: Annotated[
+        str | None, typer.Option(help="CrossEncoder folder or hub name [the index's].")
+    ] = None,
+    batch_window_ms: Annotated[
+        float | None,
+        typer.Option(help="Micro-batch concurrent queries for up to this long; 0 disables [5]."),
+    ] = None,
+    max_batch: Annotated[int | None, typer.Option(help="Queries per micro-batch [32].")] = None,
+    max_k: Annotated[int | None, typer.Option(help="Largest k a request may ask [100].")] = None,
+    max_candidates: Annotated[
+        int | None, typer.Option(help="Largest candidates a request may ask [200].")
+    ] = None,
+    max_body_bytes: Annotated[
+        int | None, typer.Option(help="Largest request body, else 413 [1 MiB].")
+    ] = None,
+    refresh_seconds: Annotated[
+        float | None, typer.Option(help="Look for other writers' commits this often; 0: never [2].")
+    ] = None,
+    verify: Annotated[bool, typer.Option(help="Check file checksums on open.")] = True,
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve an index over HTTP: search, info, upsert and delete (docs at /docs),
+    e.g. searchkit serve indexes/docs --port 8000"""
+    with _errors():
+        from searchkit.server import create_app, run
+        from searchkit.service import ServerConfig
+
+        config = ServerConfig.from_options(
+            batch_window_ms=batch_window_ms, max_batch=max_batch, max_k=max_k,
+            max_candidates=max_candidates, max_body_bytes=max_body_bytes,
+            refresh_seconds=refresh_seconds,
+        )  # fmt: skip
+        app = create_app(index, config=config, reranker=reranker, verify=verify)
+    run(app, host=host, port=port, log_level=log_level, access_log=access_log)

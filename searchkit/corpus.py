@@ -104,11 +104,18 @@ class CorpusReader:
 
     def _parse(self, line: bytes, line_no: int) -> Document:
         try:
-            record = json.loads(line.rstrip(b"\r\n"))
+            # decode strictly ourselves: json.loads(bytes) would guess UTF-16/32
+            text = line.rstrip(b"\r\n").decode("utf-8").removeprefix("\ufeff")
         except UnicodeDecodeError as err:
             raise self._fail(line_no, f"not UTF-8 text ({err.reason})") from None
+        if "\x00" in text:  # never valid in JSON text; the mark of UTF-16
+            raise self._fail(line_no, "not UTF-8 text (NUL bytes: UTF-16?); save it as UTF-8")
+        try:
+            record = json.loads(text)
         except json.JSONDecodeError as err:
             raise self._fail(line_no, f"invalid JSON: {err.msg} at column {err.colno}") from None
+        if "\\u" in text.lower():  # only an escape can make a lone surrogate
+            _check_unicode(record, line_no, self._fail)
         if not isinstance(record, dict):
             kind = type(record).__name__
             raise self._fail(line_no, f"expected a JSON object, got {kind}")
@@ -120,7 +127,8 @@ class CorpusReader:
             raise self._fail(line_no, f"field 'text' must be a string, got {_kind(text)}")
         if not text.strip():
             raise self._fail(line_no, "field 'text' is empty")
-        title = record.get("title") or ""
+        title = record.get("title")
+        title = "" if title is None else title
         if not isinstance(title, str):
             raise self._fail(line_no, f"field 'title' must be a string, got {_kind(title)}")
         self._seen[doc_id] = line_no
@@ -135,9 +143,10 @@ class CorpusReader:
             )
         doc_id = record[field]
         if not isinstance(doc_id, str):
+            numeric = isinstance(doc_id, int | float) and not isinstance(doc_id, bool)
+            advice = f': write it as "{doc_id}"' if numeric else ""
             raise self._fail(
-                line_no,
-                f'id field {field!r} must be a string, got {_kind(doc_id)}: write it as "{doc_id}"',
+                line_no, f"id field {field!r} must be a string, got {_kind(doc_id)}{advice}"
             )
         if not doc_id.strip():
             raise self._fail(line_no, f"id field {field!r} is empty")
@@ -174,6 +183,15 @@ def corpus_sha256(path: str | Path) -> str:
         while chunk := stream.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _check_unicode(record: Any, line_no: int, fail: Any) -> None:
+    """Refuse lone surrogates (``"\\ud800"`` escapes): they are not text and cannot be stored."""
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as err:
+        bad = err.object[err.start : err.end].encode("unicode_escape").decode()
+        raise fail(line_no, f"invalid Unicode: lone surrogate {bad}; fix the escape") from None
 
 
 def _kind(value: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from rich.markup import escape as _escape
 from rich.table import Table
 
 from searchkit.build import BuildReport
+from searchkit.corpus import SkippedLine
 from searchkit.evaluate import EvalResult
 from searchkit.manifest import Manifest
 from searchkit.models import Hits
@@ -52,12 +54,15 @@ def print_build(report: BuildReport, as_json: bool = False) -> None:
         f"({report.docs_per_second:.1f} docs/s embedding); {m.backend['name']} "
         f"{m.backend['kind']}, {m.dim}-d, {_mb(size)} on disk."
     )
-    if report.skipped_count:
-        shown = ", ".join(f"line {s.line} ({s.problem})" for s in report.skipped[:SKIPPED_SHOWN])
-        more = report.skipped_count - min(len(report.skipped), SKIPPED_SHOWN)
+    _print_skipped(console, report.skipped_count, report.skipped)
+
+
+def _print_skipped(console: Console, count: int, skipped: Sequence[SkippedLine]) -> None:
+    if count:
+        shown = ", ".join(f"line {s.line} ({s.problem})" for s in skipped[:SKIPPED_SHOWN])
+        more = count - min(len(skipped), SKIPPED_SHOWN)
         console.print(
-            f"Skipped {report.skipped_count} invalid lines: {shown}"
-            + (f" and {more} more" if more else ""),
+            f"Skipped {count} invalid lines: {shown}" + (f" and {more} more" if more else ""),
             markup=False,
         )
 
@@ -149,6 +154,7 @@ def print_commit(report: CommitReport, as_json: bool = False) -> None:
         + f" ({report.seconds:.1f}s)",
         markup=False,
     )
+    _print_skipped(console, report.skipped_count, report.skipped)
     if report.missing:
         shown = ", ".join(report.missing[:SKIPPED_SHOWN])
         more = len(report.missing) - min(len(report.missing), SKIPPED_SHOWN)

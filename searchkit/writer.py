@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from searchkit.commit import (
     staging_segment,
     switch,
 )
-from searchkit.corpus import CorpusReader
+from searchkit.corpus import CorpusReader, SkippedLine
 from searchkit.encode import Encoder
 from searchkit.errors import InvalidParameter
 from searchkit.lock import WriterLock
@@ -44,6 +45,8 @@ class CommitReport:
     unchanged: int = 0  # existing ids sent again with the same document: not re-embedded
     deleted: int = 0
     missing: tuple[str, ...] = ()  # ids asked to be deleted that the index does not have
+    skipped_count: int = 0  # invalid corpus lines skipped (skip_invalid)
+    skipped: tuple[SkippedLine, ...] = ()  # the first of them, with their problems
     rewritten: int = 0  # live documents rewritten by compact
     purged: int = 0  # tombstoned rows compact removed
     documents: int = 0  # live documents after the change
@@ -164,7 +167,7 @@ class IndexWriter:
         started = time.monotonic()
         state = self._current()
         m = self.manifest
-        counts = {"added": 0, "replaced": 0, "unchanged": 0}
+        counts: dict[str, Any] = {"added": 0, "replaced": 0, "unchanged": 0}
         replaced: list[tuple[int, int]] = []
 
         def changed(block: list[Document], bar: BuildProgress) -> list[Document]:
@@ -200,9 +203,11 @@ class IndexWriter:
                 install_segment(self.path, staged, name)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
-        if written is None and not replaced:
-            return self._report(started, **counts)
-        self._commit(state.deletions_with(replaced), added=written)
+        if reader is not None:
+            counts["skipped_count"] = reader.skipped_count
+            counts["skipped"] = tuple(reader.skipped)
+        if written is not None or replaced:
+            self._commit(state.deletions_with(replaced), added=written)
         return self._report(started, **counts)
 
     def _spec(self) -> VectorSpec:
@@ -306,6 +311,18 @@ def _same(a: Document, b: Document) -> bool:
     )
 
 
+def _check_keys(value: object) -> None:
+    """Metadata keys must be text at every depth (JSON would silently turn 1 into "1")."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"key {key!r} is not a string")
+            _check_keys(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_keys(item)
+
+
 def _check_documents(docs: Sequence[Document]) -> None:
     seen: dict[str, int] = {}
     for n, doc in enumerate(docs):
@@ -325,7 +342,12 @@ def _check_documents(docs: Sequence[Document]) -> None:
         if not isinstance(doc.metadata, dict):
             raise InvalidParameter(f"{where} (id {doc.id!r}): metadata must be a dict")
         try:
-            json.dumps(doc.metadata, allow_nan=False)
+            (doc.id + doc.title + doc.text).encode("utf-8")
+        except UnicodeEncodeError as err:  # a lone surrogate such as "\ud800"
+            raise InvalidParameter(f"{where} (id {doc.id!r}): invalid Unicode ({err})") from None
+        try:
+            _check_keys(doc.metadata)
+            json.dumps(doc.metadata, allow_nan=False, ensure_ascii=False).encode("utf-8")
         except (TypeError, ValueError) as err:
             raise InvalidParameter(
                 f"{where} (id {doc.id!r}): metadata is not JSON data ({err})"
