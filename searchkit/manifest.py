@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -111,13 +112,17 @@ class Manifest:
         except (KeyError, TypeError, AttributeError) as err:
             raise CorruptIndex(f"{path}: malformed manifest ({err}); rebuild the index") from None
 
-    def verify(self, folder: Path, *, checksums: bool = True) -> None:
-        """Check that every file exists with its recorded size (and sha256 when ``checksums``).
+    def verify(
+        self, folder: Path, *, checksums: bool = True, roles: Iterable[str] | None = None
+    ) -> None:
+        """Check that every file (or those of ``roles``) exists with its recorded size, and
+        sha256 when ``checksums``.
 
         Raises:
             CorruptIndex: naming the first file that is missing or differs.
         """
-        for role, entry in self.files.items():
+        for role in self.files if roles is None else roles:
+            entry = self.files[role]
             path = folder / entry.path
             if not path.is_file():
                 raise CorruptIndex(f"{path}: {role} file is missing; rebuild the index")

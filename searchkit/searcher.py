@@ -26,7 +26,7 @@ from searchkit.filters import Where, compile_filter, matching
 from searchkit.manifest import Manifest
 from searchkit.models import Document, Hit, Hits
 from searchkit.rerank import Reranker
-from searchkit.segment import Segment, read_deletions
+from searchkit.segment import SEGMENT_PARTS, Segment, read_deletions
 
 OPEN_ATTEMPTS = 5  # a writer may remove an old version's files while we open it: re-read
 EXACT_ROWS = 20_000  # filters leaving at most this many rows in a segment are searched exactly
@@ -79,7 +79,7 @@ class Searcher:
         """Switch to the index's newest committed version; True if it changed."""
         if Manifest.read(self.path).version == self.manifest.version:
             return False
-        view = _open_view(self.path, self._verify)
+        view = _open_view(self.path, self._verify, self._view)
         if view.manifest.dim != self.manifest.dim:
             raise IncompatibleIndex(f"{self.path}: the index was rebuilt with another model")
         self._view = view
@@ -303,29 +303,35 @@ def _merged_fields(schemas: Iterable[pa.Schema]) -> dict[str, pa.DataType]:
     return out
 
 
-def _open_view(path: Path, verify: bool) -> _View:
-    """Open the current version; retry when a commit removed its files while we opened them."""
+def _open_view(path: Path, verify: bool, previous: _View | None = None) -> _View:
+    """Open the current version; retry when a commit removed its files while we opened them.
+
+    Segments ``previous`` already has open are reused (they are immutable): a refresh after a
+    small commit checks and opens only the new files.
+    """
     for attempt in range(1, OPEN_ATTEMPTS + 1):
         manifest = Manifest.read(path)
         try:
-            return _load_view(path, manifest, verify)
+            return _load_view(path, manifest, verify, previous)
         except (CorruptIndex, OSError):
             if attempt == OPEN_ATTEMPTS or Manifest.read(path).version == manifest.version:
                 raise
     raise AssertionError("unreachable")
 
 
-def _load_view(path: Path, manifest: Manifest, verify: bool) -> _View:
-    manifest.verify(path, checksums=verify)
+def _load_view(path: Path, manifest: Manifest, verify: bool, previous: _View | None) -> _View:
+    known = previous.manifest.files if previous is not None else {}
+    opened = {seg.name: seg for seg in previous.segments} if previous is not None else {}
+    fresh = [role for role, entry in manifest.files.items() if known.get(role) != entry]
+    manifest.verify(path, checksums=verify, roles=fresh)
     deleted = read_deletions(path, manifest)
-    segments = [Segment(path, manifest, e, deleted[e.name]) for e in manifest.segments]
-    for seg in segments:
-        for part, rows in seg.counts().items():
-            if rows != seg.entry.rows:
-                raise CorruptIndex(
-                    f"{path}: segment {seg.name} has {seg.entry.rows} documents in the manifest "
-                    f"but {rows} in its {part}; rebuild the index"
-                )
+    segments = []
+    for e in manifest.segments:
+        if e.name in opened and all(e.role(part) not in fresh for part in SEGMENT_PARTS):
+            segments.append(opened[e.name].with_deleted(e, deleted[e.name]))
+            continue
+        segments.append(Segment(path, manifest, e, deleted[e.name]))
+        _check_counts(path, segments[-1])
     live = sum(s.entry.rows - len(deleted[s.name]) for s in segments)
     if live != manifest.documents:
         raise CorruptIndex(
@@ -333,6 +339,15 @@ def _load_view(path: Path, manifest: Manifest, verify: bool) -> _View:
             f"deletions {live}; rebuild the index"
         )
     return _View(manifest, segments)
+
+
+def _check_counts(path: Path, seg: Segment) -> None:
+    for part, rows in seg.counts().items():
+        if rows != seg.entry.rows:
+            raise CorruptIndex(
+                f"{path}: segment {seg.name} has {seg.entry.rows} documents in the manifest "
+                f"but {rows} in its {part}; rebuild the index"
+            )
 
 
 Pool = list[tuple[int, float, int]]  # (row, retrieval score, retrieval rank) per candidate

@@ -10,6 +10,7 @@ version's ``deletions/v<version>.parquet``.
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -139,17 +140,20 @@ class Segment:
         self, root: Path, manifest: Manifest, entry: SegmentEntry, deleted: np.ndarray
     ) -> None:
         self.entry = entry
-        self._files = {part: root / manifest.files[entry.role(part)].path for part in _PARTS}
+        self._files = {part: root / manifest.files[entry.role(part)].path for part in SEGMENT_PARTS}
         self._backend = manifest.backend
         self._dim = manifest.dim
         self.docs = DocStore(self._files["docs"])
         self.vectors = read_vectors(self._files["vectors"], manifest.dim)
         self.fields = pq.read_table(self._files["fields"])
-        # boolean mask of the rows not deleted; None when none are
-        self.live: np.ndarray | None = None
-        if len(deleted):
-            self.live = np.ones(entry.rows, dtype=bool)
-            self.live[deleted] = False
+        self.live = _live(entry.rows, deleted)
+
+    def with_deleted(self, entry: SegmentEntry, deleted: np.ndarray) -> Segment:
+        """This open segment under another version's tombstones (the files are immutable)."""
+        other = copy.copy(self)
+        other.entry = entry
+        other.live = _live(entry.rows, deleted)
+        return other
 
     @functools.cached_property
     def index(self) -> VectorIndex:
@@ -175,7 +179,16 @@ class Segment:
         }
 
 
-_PARTS = ("docs", "vectors", "index", "fields")
+SEGMENT_PARTS = ("docs", "vectors", "index", "fields")
+
+
+def _live(rows: int, deleted: np.ndarray) -> np.ndarray | None:
+    """Boolean mask of the rows not deleted; None when none are."""
+    if not len(deleted):
+        return None
+    live = np.ones(rows, dtype=bool)
+    live[deleted] = False
+    return live
 
 
 def read_deletions(root: Path, manifest: Manifest) -> dict[str, np.ndarray]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -57,11 +58,21 @@ class DocStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._file = pq.ParquetFile(path, memory_map=True)
+        # the whole file mapped once: it stays readable after a commit removes its name
+        self._buffer = pa.memory_map(str(path)).read_buffer()
+        # a ParquetFile must not be read from two threads at once, so each thread has its own
+        self._local = threading.local()
         counts = [
             self._file.metadata.row_group(i).num_rows for i in range(self._file.num_row_groups)
         ]
         self._starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+    @property
+    def _file(self) -> pq.ParquetFile:
+        file = getattr(self._local, "file", None)
+        if file is None:
+            file = self._local.file = pq.ParquetFile(pa.BufferReader(self._buffer))
+        return file
 
     def __len__(self) -> int:
         return int(self._starts[-1])

@@ -88,7 +88,9 @@ def test_existing_index_needs_force_and_is_replaced_atomically(tiny_corpus, tmp_
     report = build_index(smaller, out, force=True, backend="exact", progress=False)
     assert report.manifest.version == 2 and report.manifest.documents == 4
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "segments"]
-    assert [p.name for p in (out / "segments").iterdir()] == ["s000001"]
+    assert [p.name for p in (out / "segments").iterdir()] == [
+        "s000002"
+    ]  # a fresh name: s000001 stays intact until the switch
     assert len(Searcher.open(out)) == 4
     assert not list(tmp_path.glob(".idx.build-*"))
 
@@ -151,7 +153,7 @@ def test_killed_build_leaves_the_old_index_intact(tiny_corpus, tmp_path):
         )
     deadline = time.monotonic() + 120
     # kill once embedding has started writing the new version into the staging folder
-    while not list((out / "segments").glob(".s000001.tmp-*/vectors.f32")):
+    while not list((out / "segments").glob(".s000002.tmp-*/vectors.f32")):
         assert proc.poll() is None, log.read_text()
         assert time.monotonic() < deadline, "the build never started writing"
         time.sleep(0.1)
@@ -162,4 +164,4 @@ def test_killed_build_leaves_the_old_index_intact(tiny_corpus, tmp_path):
     assert len(Searcher.open(out)) == 12
     # the next writer clears the dead build's staging folder
     build_index(tiny_corpus, out, force=True, progress=False)
-    assert [p.name for p in (out / "segments").iterdir()] == ["s000001"]
+    assert [p.name for p in (out / "segments").iterdir()] == ["s000002"]

@@ -203,3 +203,17 @@ def test_small_adds_to_an_ivf_index_size_their_own_lists(tmp_path):
     with IndexWriter.open(path) as w:
         w.upsert([Document("kiwi", "Kiwi fruit is rich in vitamin C.")])
     assert Searcher.open(path).search("kiwi vitamin", k=1, rerank=False)[0].id == "kiwi"
+
+
+def test_refresh_reopens_only_what_changed(index):
+    reader = Searcher.open(index)
+    base = reader._view.segments[0]
+    with IndexWriter.open(index) as w:
+        w.upsert([Document("kiwi", "Kiwi fruit is rich in vitamin C.", "Kiwi", {})])
+        w.delete(["vaccine"])
+    assert reader.refresh()
+    first, second = reader._view.segments
+    assert first.docs is base.docs and first.index is base.index  # reused, not reloaded
+    assert base.live is None and first.live is not None and not first.live.all()
+    assert reader.search("kiwi vitamin", k=1, rerank=False)[0].id == "kiwi"
+    assert "vaccine" not in reader.ids() and len(second.docs) == 1
