@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +32,7 @@ from searchkit.segment import SEGMENT_PARTS, Segment, read_deletions
 
 OPEN_ATTEMPTS = 5  # a writer may remove an old version's files while we open it: re-read
 EXACT_ROWS = 20_000  # filters leaving at most this many rows in a segment are searched exactly
+MAX_EF_SEARCH = 1024  # the widest HNSW search a selective filter or many deletions may ask
 STRIDE = 1 << 40  # a hit's reference: segment position * STRIDE + row
 
 
@@ -262,11 +265,25 @@ def _segment_top(
     count = int(np.count_nonzero(allow))
     if count <= EXACT_ROWS:
         return _exact(seg, queries, depth, allow)
-    scores, rows = seg.index.search(queries, depth, allow=allow, **overrides)
+    widened = _widened(seg.index.params, overrides, count / len(allow))
+    scores, rows = seg.index.search(queries, depth, allow=allow, **widened)
     short = np.count_nonzero(rows >= 0, axis=1) < min(depth, count)
     if short.any():  # a selective filter starved the approximate search
         scores[short], rows[short] = _exact(seg, queries[short], depth, allow)
     return scores, rows
+
+
+def _widened(
+    params: dict[str, Any], overrides: dict[str, int | None], fraction: float
+) -> dict[str, int | None]:
+    """Search breadth scaled by 1/fraction, so that a search that may only return a fraction
+    of the rows still meets about as many of them as an unfiltered one (capped)."""
+    out = dict(overrides)
+    for key, cap in (("ef_search", MAX_EF_SEARCH), ("nprobe", params.get("nlist"))):
+        if key in params:
+            base = overrides.get(key) or params[key]
+            out[key] = max(base, min(math.ceil(base / fraction), cap or base))
+    return out
 
 
 def _exact(
