@@ -119,3 +119,32 @@ def test_quality(tiny_beir: Path, tmp_path: Path, reranker_path: Path) -> None:
     assert systems["bm25s"]["vs_bm25"]["nDCG@10"] == pytest.approx(1.0)
     # each query names its one relevant document: the bi-encoder finds it
     assert systems["searchkit retrieve"]["metrics"]["Recall@10"] == 1.0
+
+
+def test_living(tiny_beir: Path, tmp_path: Path) -> None:
+    r = run_script(
+        "living", tmp_path,
+        "--dataset", str(tiny_beir), "--index-dir", str(tmp_path / "indexes"),
+        "--backends", "faiss:hnsw,hnswlib:hnsw,faiss:flat", "--queries", "5", "--seconds", "1",
+        "--rounds", "1", "--writer-batch", "2", "--threads", "1",
+    )  # fmt: skip
+    assert r["documents"] == 30 and r["queries"] == 5
+    modes = r["readers"]["modes"]
+    assert list(modes) == ["no writer", "writer, refresh", "writer, no refresh"]
+    for name, mode in modes.items():
+        assert mode["queries"] > 0 and mode["qps"] > 0
+        assert mode["latency_ms"]["p50"] <= mode["latency_ms"]["p99"]
+        if name != "no writer":
+            assert mode["commits_total"] >= 1  # the writer upserted at least once
+    assert modes["writer, no refresh"]["refreshes"] == 0
+    states = [(row["state"], row["documents"]) for row in r["deletions"]]
+    assert states[::2] == [("0%", 30), ("10% deleted", 27), ("50% deleted", 15),
+                           ("50% + compact", 15)] * 3  # fmt: skip
+    assert all(r["compact_vectors_identical"].values())
+    for row in r["deletions"] + r["filters"]:
+        assert row["violations"] == 0  # no deleted or non-matching document returned
+        assert row["mean_hits"] == row["expected_hits"]  # min(k, allowed documents)
+        assert row["recall"] is None or 0 <= row["recall"] <= 1
+        if row["backend"] == "faiss flat":
+            assert row["recall"] in (None, 1.0)
+    assert {row["filter"] for row in r["filters"]} >= {"(none)", "bucket < 500", "bucket < 1"}
