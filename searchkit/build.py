@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -14,11 +15,17 @@ from typing import Any
 from searchkit._version import __version__
 from searchkit.backends import DEFAULT_KIND, get_backend
 from searchkit.backends.base import resolve_params
-from searchkit.commit import SEGMENTS, install_segment, segment_name, staging_segment, switch
+from searchkit.commit import (
+    SEGMENTS,
+    install_segment,
+    publish,
+    segment_name,
+    staging_segment,
+    switch,
+)
 from searchkit.corpus import CorpusReader, SkippedLine
 from searchkit.encode import Encoder
 from searchkit.errors import IndexError_, IndexExists
-from searchkit.fsio import fsync_dir, fsync_tree
 from searchkit.lock import WriterLock
 from searchkit.manifest import MANIFEST, Manifest
 from searchkit.models import Document
@@ -91,10 +98,10 @@ def build_index(
     resolve_params(backend, get_backend(backend).KINDS, spec.kind, spec.params, 1)  # fail early
     reader = CorpusReader(corpus, id_field=id_field, skip_invalid=skip_invalid)
     with WriterLock(out):
-        previous = _check_target(out, force)
+        previous = check_target(out, force)
         encoder = Encoder(model, batch_size=batch_size)
         encoder.model  # noqa: B018 - load the model before the progress bar starts
-        root = out if previous is not None else _staging_dir(out)
+        root = out if previous is not None else staging_dir(out)
         number = _next_segment(out) if previous is not None else 1
         name = segment_name(number)
         staged = staging_segment(root, name)
@@ -158,12 +165,14 @@ def _write(
     return written, marks[-1] - marks[0]
 
 
-def _check_target(out: Path, force: bool) -> int | None:
+def check_target(out: Path, force: bool) -> int | None:
     """The version of the index at ``out`` (None if there is none, 0 if unreadable); refuse
-    to replace it unless forced."""
+    to replace it unless forced, and never replace a folder that is not an index. A plain
+    build and a Ray ingest (``searchkit.distributed``) may replace each other's indexes."""
     if out.exists() and not out.is_dir():
         raise IndexExists(f"{out} is a file, not an index folder; choose another output path")
-    if not (out / MANIFEST).exists():
+    path = out / MANIFEST
+    if not path.exists():
         if out.exists() and any(out.iterdir()):
             raise IndexExists(
                 f"{out} exists and is not a searchkit index; choose another output path"
@@ -171,10 +180,11 @@ def _check_target(out: Path, force: bool) -> int | None:
         return None
     if not force:
         raise IndexExists(f"{out} already holds an index; pass --force (force=True) to replace it")
-    try:
-        return Manifest.read(out).version
-    except IndexError_:  # an unreadable or older index being replaced on purpose
+    try:  # only the version: the index may be sharded, of an older format, or unreadable
+        version = json.loads(path.read_text(encoding="utf-8"))["version"]
+    except (OSError, ValueError, TypeError, KeyError):
         return 0
+    return version if isinstance(version, int) else 0
 
 
 def _next_segment(out: Path) -> int:
@@ -187,7 +197,7 @@ def _next_segment(out: Path) -> int:
         return max(used, default=0) + 1
 
 
-def _staging_dir(out: Path) -> Path:
+def staging_dir(out: Path) -> Path:
     """A fresh hidden sibling of ``out``; leftovers of killed builds are removed first (the
     caller holds the writer lock, so no other build is running)."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -207,11 +217,5 @@ def _commit(root: Path, out: Path, manifest: Manifest) -> None:
     """
     if root == out:
         switch(out, manifest)
-        return
-    manifest.write(root)
-    fsync_tree(root)
-    try:
-        os.rename(root, out)
-    except OSError:
-        raise IndexExists(f"{out} was created by someone else during the build") from None
-    fsync_dir(out.parent)
+    else:
+        publish(root, out, manifest)

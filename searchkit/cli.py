@@ -81,10 +81,21 @@ def index(
     batch_size: Annotated[int, typer.Option(help="Texts per encoder batch.")] = 32,
     force: Annotated[bool, typer.Option(help="Replace an existing index.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray", help="Ingest on a Ray cluster: auto, local or ray://host:port (sharded)."
+        ),
+    ] = None,
+    shards: Annotated[int | None, typer.Option(help="Shards to write (with --ray) [1].")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Embedding actors (with --ray; default: one per CPU).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Build an index from a corpus, e.g. searchkit index corpus.jsonl --backend hnswlib"""
     from searchkit.build import build_index
+    from searchkit.errors import InvalidParameter
     from searchkit.report import print_build
 
     params = {
@@ -95,7 +106,16 @@ def index(
         "nprobe": nprobe,
     }
     with _errors():
-        report = build_index(
+        build = build_index
+        if ray is not None:
+            from functools import partial
+
+            from searchkit.distributed import ingest
+
+            build = partial(ingest, shards=shards or 1, address=ray, workers=workers)
+        elif (shards, workers) != (None, None):
+            raise InvalidParameter("--shards and --workers need --ray ADDRESS")
+        report = build(
             corpus, out, model=model, reranker=reranker, backend=backend, kind=kind,
             params=params, id_field=id_field, skip_invalid=skip_invalid, batch_size=batch_size,
             force=force, progress=progress,
@@ -125,6 +145,13 @@ def query(
     ef_search: EfSearchOpt = None,
     nprobe: NprobeOpt = None,
     verify: Annotated[bool, typer.Option(help="Check file checksums on open.")] = True,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Search a sharded index's shards with Ray actors: auto or ray://host:port.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search an index, e.g. searchkit query "how do vaccines work" -k 5 --where 'year >= 2020'"""
@@ -136,7 +163,7 @@ def query(
         path, why = locate_index(index)
         if why != "given":
             typer.echo(f"using index {path} ({why})", err=True)
-        searcher = Searcher.open(path, reranker=reranker, verify=verify)
+        searcher = Searcher.open(path, reranker=reranker, verify=verify, ray_address=ray)
         hits = searcher.search(
             text, k, rerank=rerank, candidates=candidates, where=where,
             ef_search=ef_search, nprobe=nprobe,
@@ -195,13 +222,13 @@ def info(
     as_json: JsonOpt = False,
 ) -> None:
     """Show what is in an index: documents, models, backend, files."""
-    from searchkit.manifest import Manifest
     from searchkit.paths import locate_index
     from searchkit.report import print_manifest
+    from searchkit.shards import read_manifest
 
     with _errors():
         path, _ = locate_index(index)
-        manifest = Manifest.read(path)
+        manifest = read_manifest(path)  # a sharded index's parent manifest too
     print_manifest(path, manifest, as_json=as_json)
 
 
@@ -268,3 +295,45 @@ def verify(index: IndexArg, as_json: JsonOpt = False) -> None:
     with _errors():
         manifest = verify_index(index)
     print_verified(index, manifest, as_json=as_json)
+
+
+@app.command()
+def serve(
+    index: IndexArg,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    reranker: Annotated[
+        str | None, typer.Option(help="CrossEncoder folder or hub name [the index's].")
+    ] = None,
+    batch_window_ms: Annotated[
+        float | None,
+        typer.Option(help="Micro-batch concurrent queries for up to this long; 0 disables [5]."),
+    ] = None,
+    max_batch: Annotated[int | None, typer.Option(help="Queries per micro-batch [32].")] = None,
+    max_k: Annotated[int | None, typer.Option(help="Largest k a request may ask [100].")] = None,
+    max_candidates: Annotated[
+        int | None, typer.Option(help="Largest candidates a request may ask [200].")
+    ] = None,
+    max_body_bytes: Annotated[
+        int | None, typer.Option(help="Largest request body, else 413 [1 MiB].")
+    ] = None,
+    refresh_seconds: Annotated[
+        float | None, typer.Option(help="Look for other writers' commits this often; 0: never [2].")
+    ] = None,
+    verify: Annotated[bool, typer.Option(help="Check file checksums on open.")] = True,
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve an index over HTTP: search, info, upsert and delete (docs at /docs),
+    e.g. searchkit serve indexes/docs --port 8000"""
+    with _errors():
+        from searchkit.server import create_app, run
+        from searchkit.service import ServerConfig
+
+        config = ServerConfig.from_options(
+            batch_window_ms=batch_window_ms, max_batch=max_batch, max_k=max_k,
+            max_candidates=max_candidates, max_body_bytes=max_body_bytes,
+            refresh_seconds=refresh_seconds,
+        )  # fmt: skip
+        app = create_app(index, config=config, reranker=reranker, verify=verify)
+    run(app, host=host, port=port, log_level=log_level, access_log=access_log)

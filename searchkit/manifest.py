@@ -14,6 +14,8 @@ from searchkit.fsio import sha256_file, write_atomic
 
 FORMAT_VERSION = 2  # 2: segments and deletions (living indexes)
 MANIFEST = "manifest.json"
+# the "kind" of a sharded index's parent manifest (searchkit.shards)
+SHARDED = "sharded"
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,12 @@ class Manifest:
             raise IncompatibleIndex(
                 f"{path}: index format version {found!r}, but this searchkit reads version "
                 f"{FORMAT_VERSION}; rebuild the index with: searchkit index CORPUS --force"
+            )
+        if isinstance(data, dict) and data.get("kind") == SHARDED and cls is Manifest:
+            raise IncompatibleIndex(
+                f"{folder} is a sharded index (its shards are listed in {MANIFEST}): search it "
+                "with Searcher.open or searchkit query; add, delete and compact do not work on "
+                "sharded indexes yet: rebuild it with searchkit index CORPUS --ray ADDRESS --force"
             )
         try:
             data["files"] = {role: FileEntry(**entry) for role, entry in data["files"].items()}

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from searchkit.resolve import DEFAULT_RERANKER, canonical_name, load_model
+from searchkit.resolve import DEFAULT_RERANKER, canonical_name, lazy_model, load_model
 
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder
@@ -33,7 +32,7 @@ class Reranker:
     def is_default(self) -> bool:
         return self.name == DEFAULT_RERANKER
 
-    @functools.cached_property
+    @lazy_model
     def model(self) -> CrossEncoder:
         from sentence_transformers import CrossEncoder
         from transformers.utils import logging as hf_logging

@@ -68,9 +68,26 @@ class Searcher:
 
     @classmethod
     def open(
-        cls, path: str | Path, *, reranker: str | None = None, verify: bool = True
+        cls,
+        path: str | Path,
+        *,
+        reranker: str | None = None,
+        verify: bool = True,
+        ray_address: str | None = None,
     ) -> Searcher:
-        """Open the index at ``path`` (same as the constructor)."""
+        """Open the index at ``path`` (same as the constructor); the parent folder of a
+        sharded index opens as a ``searchkit.fanout.ShardedSearcher``, whose shards are
+        searched by Ray actors on the cluster at ``ray_address`` when it is given."""
+        from searchkit.shards import is_sharded
+
+        if is_sharded(path):
+            from searchkit.fanout import ShardedSearcher
+
+            return ShardedSearcher(path, reranker=reranker, verify=verify, ray_address=ray_address)
+        if ray_address is not None:
+            raise InvalidParameter(
+                f"{path} is not a sharded index: search it without a Ray address (--ray)"
+            )
         return cls(path, reranker=reranker, verify=verify)
 
     @property
@@ -151,11 +168,28 @@ class Searcher:
         _check_args(queries, k, candidates)
         if not queries:
             return []
-        view = self._view
-        allowed = view.allowed(where)
         reranker = self._usable_reranker() if rerank else None
         depth = max(k, candidates) if reranker else k
         overrides = {"ef_search": ef_search, "nprobe": nprobe}
+        pools, docs = self._candidates(queries, depth, where, overrides)
+        if reranker is None:
+            return [
+                Hits([_hit(docs[r], s, rank, s, rank) for r, s, rank in pool[:k]], q, False)
+                for q, pool in zip(queries, pools, strict=True)
+            ]
+        return _rerank(reranker, queries, pools, docs, k)
+
+    def _candidates(
+        self,
+        queries: Sequence[str],
+        depth: int,
+        where: Where | None,
+        overrides: dict[str, int | None],
+    ) -> tuple[list[Pool], dict[int, Document]]:
+        """Each query's top ``depth`` live documents matching ``where``, as pools of
+        (ref, score, rank) and the documents by ref (the filter is checked before embedding)."""
+        view = self._view
+        allowed = view.allowed(where)
         scores, refs = view.retrieve(self._query_vectors(queries), depth, allowed, overrides)
         docs = view.fetch(refs)
         pools = [
@@ -166,12 +200,7 @@ class Searcher:
             ]
             for rr, ss in zip(refs, scores, strict=True)
         ]
-        if reranker is None:
-            return [
-                Hits([_hit(docs[r], s, rank, s, rank) for r, s, rank in pool[:k]], q, False)
-                for q, pool in zip(queries, pools, strict=True)
-            ]
-        return _rerank(reranker, queries, pools, docs, k)
+        return pools, docs
 
     def _usable_reranker(self) -> Reranker | None:
         """The reranker, loaded; None (with one warning) if the default one cannot load."""
@@ -300,6 +329,10 @@ def verify_index(path: str | Path) -> Manifest:
     Raises:
         CorruptIndex: naming the first file or count that does not match.
     """
+    from searchkit.shards import is_sharded, verify_sharded
+
+    if is_sharded(path):
+        return verify_sharded(path)  # every shard, against the parent manifest
     return _open_view(Path(path), True).manifest
 
 

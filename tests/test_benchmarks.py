@@ -148,3 +148,38 @@ def test_living(tiny_beir: Path, tmp_path: Path) -> None:
         if row["backend"] == "faiss flat":
             assert row["recall"] in (None, 1.0)
     assert {row["filter"] for row in r["filters"]} >= {"(none)", "bucket < 500", "bucket < 1"}
+
+
+def test_serve_load(tiny_beir: Path, tmp_path: Path, reranker_path: Path) -> None:
+    r = run_script(
+        "serve_load", tmp_path,
+        "--dataset", str(tiny_beir), "--index", str(tmp_path / "index"),
+        "--reranker", str(reranker_path), "--concurrency", "1,4", "--windows", "5,0",
+        "--seconds", "2", "--rerank-seconds", "2", "--max-requests", "20", "--candidates", "3",
+        "--baseline-queries", "5", "--rerank-baseline-queries", "2",
+    )  # fmt: skip
+    assert r["documents"] == 30
+    assert {(x["window_ms"], x["rerank"], x["users"]) for x in r["loads"]} == {
+        (w, rerank, users) for w in (5, 0) for rerank in (False, True) for users in (1, 4)
+    }
+    for row in r["loads"]:
+        assert row["requests"] > 0 and row["failures"] == 0 and row["qps"] > 0
+        assert row["p50_ms"] <= row["p99_ms"]
+        assert row["qps_vs_in_process"] > 0
+        assert (row["mean_batch"] is None) == (row["window_ms"] == 0 or row["rerank"])
+    assert set(r["batching"]) == {"1", "4"}
+    assert r["baseline"]["search"]["n"] == 5 and r["baseline"]["search_rerank"]["n"] == 2
+
+
+@pytest.mark.slow
+def test_ray_ingest(tiny_beir: Path, tmp_path: Path) -> None:
+    r = run_script(
+        "ray_ingest", tmp_path,
+        "--dataset", str(tiny_beir), "--workers", "1", "--shards", "2", "--block-docs", "8",
+    )  # fmt: skip
+    assert r["documents"] == 30
+    base, ray_run = r["runs"]
+    assert base["run"] == "baseline build_index" and ray_run["workers"] == 1
+    assert ray_run["shards"] == 2
+    assert ray_run["documents"] == base["documents"] == 30 and ray_run["blocks"] == 4
+    assert base["embed_vs_baseline"] == 1.0 and ray_run["end_to_end_vs_baseline"] > 0
