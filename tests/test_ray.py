@@ -1,7 +1,8 @@
-"""Scale-out on Ray: sharded ingest on a real two-node local cluster, and sharded search.
+"""Scale-out on Ray: sharded ingest on a real local cluster with two workers, and sharded search.
 
-The module starts its own cluster (``ray start --head`` on 127.0.0.1 and a second node, one CPU
-each, in a private temp dir) and stops exactly the processes it started, whatever happens.
+The module starts its own cluster (``ray start --head`` on 127.0.0.1, which runs no tasks, and
+two worker nodes of one CPU each, in a private temp dir) and stops exactly the processes it
+started, whatever happens.
 """
 
 from __future__ import annotations
@@ -138,7 +139,8 @@ def _pids_mentioning(text: str) -> list[int]:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
-    """A local two-node Ray cluster (one CPU each); this process is connected to it."""
+    """A local Ray cluster: a head node that runs no tasks and two worker nodes of one CPU
+    each; this process is connected to it."""
     temp = Path(tempfile.mkdtemp(prefix="skray-", dir="/tmp"))  # short: Unix socket paths
     port = _free_port()
     address = f"127.0.0.1:{port}"
@@ -146,19 +148,21 @@ def cluster() -> Iterator[str]:
     saved = os.environ.get(AUTH_MODE)
     os.environ[AUTH_MODE] = "disabled"  # for this process and the CLI subprocesses
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
-    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
+    common = ["--node-ip-address=127.0.0.1", "--disable-usage-stats"]
     common += ["--object-store-memory=150000000"]
     head_args = [
         "--head", f"--port={port}", f"--temp-dir={temp}", "--include-dashboard=false",
         f"--dashboard-port={_free_port()}", f"--dashboard-agent-listen-port={_free_port()}",
     ]  # fmt: skip
-    procs = [_start(head_args + common, temp / "head.log", env)]
+    procs = [_start([*head_args, "--num-cpus=0", *common], temp / "head.log", env)]
     try:
         _wait_for_port(port, procs[0], temp / "head.log")
-        node_args = [f"--address={address}", f"--dashboard-agent-listen-port={_free_port()}"]
-        procs.append(_start(node_args + common, temp / "node.log", env))
+        for worker in (1, 2):
+            node_args = [f"--address={address}", f"--dashboard-agent-listen-port={_free_port()}"]
+            node_args += ["--num-cpus=1", *common]
+            procs.append(_start(node_args, temp / f"worker-{worker}.log", env))
         ray.init(address=address, log_to_driver=False)
-        _wait_for_nodes(2, procs, temp)
+        _wait_for_nodes(3, procs, temp)
         yield address
     finally:
         try:
@@ -187,8 +191,9 @@ def _wait_for_port(port: int, proc: subprocess.Popen, log: Path) -> None:
 def _wait_for_nodes(count: int, procs: list[subprocess.Popen], temp: Path) -> None:
     deadline = time.monotonic() + 120
     while sum(n["Alive"] for n in ray.nodes()) < count:
-        assert all(p.poll() is None for p in procs), (temp / "node.log").read_text()
-        assert time.monotonic() < deadline, "the second Ray node never joined"
+        logs = "\n".join(log.read_text() for log in sorted(temp.glob("*.log")))
+        assert all(p.poll() is None for p in procs), logs
+        assert time.monotonic() < deadline, f"only some Ray nodes joined:\n{logs}"
         time.sleep(0.2)
 
 
