@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from searchkit.resolve import DEFAULT_ENCODER, canonical_name, lazy_model, load_model
+from searchkit.runtimes import Runtime
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -23,19 +24,34 @@ class Encoder:
     Args:
         name: a local folder, a hub name, or ``all-MiniLM-L6-v2`` (installed offline copy).
         batch_size: texts per forward pass.
+        runtime: ``torch``, ``onnx`` or ``openvino``, optionally with a precision
+            (``openvino-int8``); None or ``auto``: the fastest installed one that meets
+            searchkit's quality bounds (see ``searchkit.runtimes``).
+        precision: ``fp32``, ``bf16`` or ``int8``, when ``runtime`` does not name one.
     """
 
-    def __init__(self, name: str = DEFAULT_ENCODER, batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        name: str = DEFAULT_ENCODER,
+        batch_size: int = 32,
+        *,
+        runtime: str | Runtime | None = None,
+        precision: str | None = None,
+    ) -> None:
         self.name = canonical_name(name)
         self.batch_size = batch_size
+        self.runtime = Runtime.parse(runtime, precision, role="encoder")
 
     @lazy_model
     def model(self) -> SentenceTransformer:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
+        from searchkit.runtimes.load import apply_runtime
+
         hf_logging.disable_progress_bar()
-        return load_model(SentenceTransformer, self.name, "bi-encoder")
+        model = load_model(SentenceTransformer, self.name, "bi-encoder")
+        return apply_runtime(model, self.runtime, "encoder")
 
     @property
     def dim(self) -> int:

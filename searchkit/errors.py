@@ -11,6 +11,7 @@
     x IndexLocked         another writer holds the index's lock
   x UnknownBackend        no such vector backend or kind
   x ModelUnavailable      a model that cannot be loaded
+    x RuntimeUnavailable  an inference runtime whose libraries are not installed
   x InvalidParameter      a bad option value (k, candidates, efSearch, ...)
     x FilterError         a malformed metadata filter or an unknown field
 """
@@ -75,6 +76,10 @@ class ModelUnavailable(SearchkitError):
     """A model could not be loaded (not a local folder, not installed, hub not reachable)."""
 
 
+class RuntimeUnavailable(ModelUnavailable):
+    """An inference runtime (onnx, openvino) whose libraries are not installed."""
+
+
 class InvalidParameter(SearchkitError, ValueError):
     """An option value out of range."""
 
@@ -85,3 +90,7 @@ class FilterError(InvalidParameter):
 
 class RerankerUnavailableWarning(UserWarning):
     """The default reranker could not be loaded; hits come back in retrieval order."""
+
+
+class PrecisionFallbackWarning(UserWarning):
+    """bf16 was asked for on a CPU without native bf16; fp32 is used instead."""

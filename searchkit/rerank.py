@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from searchkit.resolve import DEFAULT_RERANKER, canonical_name, lazy_model, load_model
+from searchkit.runtimes import Runtime
 
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder
@@ -22,11 +23,23 @@ class Reranker:
     Args:
         name: a local folder or a hub name (default ``cross-encoder/ms-marco-MiniLM-L6-v2``).
         batch_size: pairs per forward pass.
+        runtime: ``torch``, ``onnx`` or ``openvino``, optionally with a precision
+            (``openvino-int8``); None or ``auto``: the fastest installed one that meets
+            searchkit's quality bounds (see ``searchkit.runtimes``).
+        precision: ``fp32``, ``bf16`` or ``int8``, when ``runtime`` does not name one.
     """
 
-    def __init__(self, name: str = DEFAULT_RERANKER, batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        name: str = DEFAULT_RERANKER,
+        batch_size: int = 32,
+        *,
+        runtime: str | Runtime | None = None,
+        precision: str | None = None,
+    ) -> None:
         self.name = canonical_name(name)
         self.batch_size = batch_size
+        self.runtime = Runtime.parse(runtime, precision, role="reranker")
 
     @property
     def is_default(self) -> bool:
@@ -37,8 +50,11 @@ class Reranker:
         from sentence_transformers import CrossEncoder
         from transformers.utils import logging as hf_logging
 
+        from searchkit.runtimes.load import apply_runtime
+
         hf_logging.disable_progress_bar()
-        return load_model(CrossEncoder, self.name, "reranker")
+        model = load_model(CrossEncoder, self.name, "reranker")
+        return apply_runtime(model, self.runtime, "reranker")
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """One float score per (query, passage) pair, all pairs batched together."""

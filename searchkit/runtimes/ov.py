@@ -1,0 +1,70 @@
+"""OpenVINO: convert the torch model with ``openvino.convert_model``, optionally quantize it
+to static int8 with NNCF on the bundled calibration sample, and run it on the CPU."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+MODEL = "model.xml"
+# the hint for the parts int8 leaves in floating point is OpenVINO's own choice (bf16 on CPUs
+# that have it); fp32 asks for exact f32 arithmetic
+HINTS = {"fp32": "f32", "bf16": "bf16"}
+
+
+def export(
+    model: torch.nn.Module,
+    example: dict[str, np.ndarray],
+    samples: list[dict[str, np.ndarray]],
+    precision: str,
+    out: Path,
+) -> None:
+    """Write ``out/model.xml`` (+ .bin): fp32 weights, or NNCF static int8 for ``int8``."""
+    import openvino as ov
+
+    inputs = {name: torch.from_numpy(value) for name, value in example.items()}
+    with warnings.catch_warnings(), torch.no_grad():
+        # tracing warns about Python control flow on shapes that do not matter here
+        warnings.simplefilter("ignore")
+        converted = ov.convert_model(model, example_input=inputs)
+    if precision == "int8":
+        import nncf
+
+        # NNCF draws progress bars on stdout, which carries a command's --json output
+        with contextlib.redirect_stdout(sys.stderr):
+            converted = nncf.quantize(
+                converted,
+                nncf.Dataset(samples),
+                model_type=nncf.ModelType.TRANSFORMER,
+                subset_size=len(samples),
+            )
+    ov.save_model(converted, out / MODEL, compress_to_fp16=False)
+
+
+def engine(folder: Path, precision: str) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+    """A function of the inputs to the first output, on as many threads as torch uses."""
+    import openvino as ov
+
+    config: dict[str, Any] = {"INFERENCE_NUM_THREADS": torch.get_num_threads()}
+    if precision in HINTS:
+        config["INFERENCE_PRECISION_HINT"] = HINTS[precision]
+    compiled = ov.Core().compile_model(folder / MODEL, "CPU", config)
+    local = threading.local()
+
+    def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        # an infer request is not thread-safe: one per thread (a server's request threads)
+        request = getattr(local, "request", None)
+        if request is None:
+            request = local.request = compiled.create_infer_request()
+        request.infer(feeds)
+        return request.get_output_tensor(0).data.copy()
+
+    return run
