@@ -65,6 +65,8 @@ def build_index(
     id_field: str | None = None,
     skip_invalid: bool = False,
     batch_size: int = 32,
+    runtime: str | None = None,
+    precision: str | None = None,
     force: bool = False,
     progress: bool = True,
 ) -> BuildReport:
@@ -84,6 +86,9 @@ def build_index(
             ``nprobe``); None values take the defaults.
         id_field: the corpus' id field (default ``_id``, else ``id``).
         skip_invalid: skip bad lines (reported in the result) instead of failing.
+        runtime: the bi-encoder's inference runtime (``torch``, ``onnx``, ``openvino``, or
+            ``openvino-int8``; default ``auto``), recorded in the manifest for the queries.
+        precision: ``fp32``, ``bf16`` or ``int8`` when ``runtime`` does not name one.
         force: replace an existing index at ``out``.
         progress: draw a progress bar on stderr.
 
@@ -99,7 +104,7 @@ def build_index(
     reader = CorpusReader(corpus, id_field=id_field, skip_invalid=skip_invalid)
     with WriterLock(out):
         previous = check_target(out, force)
-        encoder = Encoder(model, batch_size=batch_size)
+        encoder = Encoder(model, batch_size=batch_size, runtime=runtime, precision=precision)
         encoder.model  # noqa: B018 - load the model before the progress bar starts
         root = out if previous is not None else staging_dir(out)
         number = _next_segment(out) if previous is not None else 1
@@ -114,6 +119,7 @@ def build_index(
                     "name": encoder.name,
                     "dim": encoder.dim,
                     "max_seq_length": encoder.max_seq_length,
+                    **encoder.runtime.to_dict(),
                 },
                 reranker=canonical_name(reranker),
                 backend={"name": backend, "kind": spec.kind, "params": written.params},

@@ -33,6 +33,23 @@ IndexOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")]
 EfSearchOpt = Annotated[int | None, typer.Option(help="HNSW search breadth (hnsw indexes).")]
 NprobeOpt = Annotated[int | None, typer.Option(help="IVF lists to visit per query (ivf indexes).")]
+RuntimeOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Bi-encoder runtime: torch, onnx, openvino, or with a precision "
+        "(openvino-int8) [auto: the fastest installed that keeps quality].",
+    ),
+]
+PrecisionOpt = Annotated[
+    str | None, typer.Option(help="Bi-encoder precision: fp32, bf16 or int8 [the runtime's].")
+]
+QueryRuntimeOpt = Annotated[
+    str | None,
+    typer.Option(help="Query encoder runtime, e.g. torch-fp32 [the index's; others warn]."),
+]
+RerankerRuntimeOpt = Annotated[
+    str | None, typer.Option(help="Reranker runtime, e.g. openvino-int8 or torch-bf16 [auto].")
+]
 
 
 @contextmanager
@@ -79,6 +96,8 @@ def index(
         bool, typer.Option(help="Skip bad lines and report them instead of failing.")
     ] = False,
     batch_size: Annotated[int, typer.Option(help="Texts per encoder batch.")] = 32,
+    runtime: RuntimeOpt = None,
+    precision: PrecisionOpt = None,
     force: Annotated[bool, typer.Option(help="Replace an existing index.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
     ray: Annotated[
@@ -118,7 +137,7 @@ def index(
         report = build(
             corpus, out, model=model, reranker=reranker, backend=backend, kind=kind,
             params=params, id_field=id_field, skip_invalid=skip_invalid, batch_size=batch_size,
-            force=force, progress=progress,
+            runtime=runtime, precision=precision, force=force, progress=progress,
         )  # fmt: skip
     print_build(report, as_json=as_json)
 
@@ -144,6 +163,8 @@ def query(
     ] = None,
     ef_search: EfSearchOpt = None,
     nprobe: NprobeOpt = None,
+    query_runtime: QueryRuntimeOpt = None,
+    reranker_runtime: RerankerRuntimeOpt = None,
     verify: Annotated[bool, typer.Option(help="Check file checksums on open.")] = True,
     ray: Annotated[
         str | None,
@@ -163,7 +184,10 @@ def query(
         path, why = locate_index(index)
         if why != "given":
             typer.echo(f"using index {path} ({why})", err=True)
-        searcher = Searcher.open(path, reranker=reranker, verify=verify, ray_address=ray)
+        searcher = Searcher.open(
+            path, reranker=reranker, verify=verify, ray_address=ray,
+            query_runtime=query_runtime, reranker_runtime=reranker_runtime,
+        )  # fmt: skip
         hits = searcher.search(
             text, k, rerank=rerank, candidates=candidates, where=where,
             ef_search=ef_search, nprobe=nprobe,
@@ -189,6 +213,10 @@ def eval_(
         str, typer.Option(help="Bi-encoder, if the index is built.")
     ] = DEFAULT_ENCODER,
     backend: Annotated[str, typer.Option(help="Backend, if the index is built.")] = "faiss",
+    runtime: RuntimeOpt = None,
+    precision: PrecisionOpt = None,
+    query_runtime: QueryRuntimeOpt = None,
+    reranker_runtime: RerankerRuntimeOpt = None,
     force: Annotated[bool, typer.Option(help="Rebuild the dataset's index.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = True,
     json_out: Annotated[
@@ -200,7 +228,10 @@ def eval_(
     from searchkit.evaluate import evaluate, prepare
     from searchkit.report import print_eval
 
-    build = {"model": model, "backend": backend, "force": force, "progress": progress}
+    build = {
+        "model": model, "backend": backend, "runtime": runtime, "precision": precision,
+        "force": force, "progress": progress,
+    }  # fmt: skip
     if reranker is not None:
         build["reranker"] = reranker
     with _errors():
@@ -208,8 +239,9 @@ def eval_(
             index, dataset=dataset, split=split, queries=queries, qrels=qrels, **build
         )
         result = evaluate(
-            path, data, candidates=candidates, rerank=rerank, reranker=reranker, progress=progress
-        )
+            path, data, candidates=candidates, rerank=rerank, reranker=reranker,
+            progress=progress, query_runtime=query_runtime, reranker_runtime=reranker_runtime,
+        )  # fmt: skip
     print_eval(result)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -320,6 +352,8 @@ def serve(
     refresh_seconds: Annotated[
         float | None, typer.Option(help="Look for other writers' commits this often; 0: never [2].")
     ] = None,
+    query_runtime: QueryRuntimeOpt = None,
+    reranker_runtime: RerankerRuntimeOpt = None,
     verify: Annotated[bool, typer.Option(help="Check file checksums on open.")] = True,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
@@ -335,5 +369,8 @@ def serve(
             max_candidates=max_candidates, max_body_bytes=max_body_bytes,
             refresh_seconds=refresh_seconds,
         )  # fmt: skip
-        app = create_app(index, config=config, reranker=reranker, verify=verify)
+        app = create_app(
+            index, config=config, reranker=reranker, verify=verify,
+            query_runtime=query_runtime, reranker_runtime=reranker_runtime,
+        )  # fmt: skip
     run(app, host=host, port=port, log_level=log_level, access_log=access_log)

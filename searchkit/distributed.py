@@ -41,6 +41,7 @@ from searchkit.manifest import Manifest
 from searchkit.paths import default_index_dir
 from searchkit.raycluster import cluster_cpus, last_line, ray, ray_session
 from searchkit.resolve import DEFAULT_ENCODER, DEFAULT_RERANKER, canonical_name, resolve_model
+from searchkit.runtimes import Runtime
 from searchkit.segment import VectorSpec
 from searchkit.shards import (
     SHARDS,
@@ -88,6 +89,8 @@ def ingest(
     id_field: str | None = None,
     skip_invalid: bool = False,
     batch_size: int = 32,
+    runtime: str | None = None,
+    precision: str | None = None,
     block_docs: int = BLOCK_DOCS,
     force: bool = False,
     progress: bool = True,
@@ -115,6 +118,7 @@ def ingest(
     spec = VectorSpec(backend, kind or DEFAULT_KIND[backend], params or {})
     resolve_params(backend, get_backend(backend).KINDS, spec.kind, spec.params, 1)  # fail early
     resolve_model(model)  # a model folder that does not exist fails here, not in every actor
+    embedder = (model, batch_size, str(Runtime.parse(runtime, precision, role="encoder")))
     with WriterLock(out):
         previous = check_target(out, force)
         version = (previous or 0) + 1
@@ -125,7 +129,7 @@ def ingest(
             run = _Run(plan, staging, id_field, skip_invalid)
             with ray_session(address):
                 run.workers = min(workers or cluster_cpus(), len(plan.blocks))
-                run.embed(model, batch_size, progress)
+                run.embed(*embedder, progress)
                 built = run.write_shards(shards, version, reranker, spec)
             manifest = run.manifest(version, built, address)
             commit_sharded(staging, out, manifest, replace=previous is not None)
@@ -156,13 +160,13 @@ class _Run:
         self.embed_seconds = 0.0
         self.workers = 1
 
-    def embed(self, model: str, batch_size: int, progress: bool) -> None:
+    def embed(self, model: str, batch_size: int, runtime: str, progress: bool) -> None:
         """Read, embed and write every block as a part (Ray Data); check ids across blocks."""
         with warnings.catch_warnings():
             # Ray Data warns about its own deprecated settings on every DataContext access
             warnings.simplefilter("ignore", DeprecationWarning)
             ray.data.DataContext.get_current().enable_progress_bars = progress
-            rows = iter(self._pipeline(model, batch_size).iter_rows())
+            rows = iter(self._pipeline(model, batch_size, runtime).iter_rows())
             try:
                 for row in rows:
                     summary = json.loads(row["summary"])
@@ -180,7 +184,7 @@ class _Run:
         windows = [(s["started"], s["finished"]) for s in self.done.values()]
         self.embed_seconds = max(w[1] for w in windows) - min(w[0] for w in windows)
 
-    def _pipeline(self, model: str, batch_size: int) -> ray.data.Dataset:
+    def _pipeline(self, model: str, batch_size: int, runtime: str) -> ray.data.Dataset:
         """Blocks -> read tasks (parse) -> embed actors (one model each, write the part)."""
         blocks = [{"block": pickle.dumps(b)} for b in self.plan.blocks]
         ds = ray.data.from_items(blocks, override_num_blocks=len(blocks))
@@ -195,7 +199,12 @@ class _Run:
         )
         return ds.map_batches(
             Embedder,
-            fn_constructor_kwargs={"model": model, "batch_size": batch_size, "parts": self.parts},
+            fn_constructor_kwargs={
+                "model": model,
+                "batch_size": batch_size,
+                "parts": self.parts,
+                "runtime": runtime,
+            },
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=self.workers),
             num_cpus=1,
@@ -256,7 +265,7 @@ class _Run:
     ) -> list[tuple[ShardEntry, Manifest]]:
         """One Ray task per shard writes its ordinary index from its blocks' parts."""
         some = next(iter(self.done.values()))
-        encoder = {k: some[k] for k in ("name", "dim", "max_seq_length")}
+        encoder = {k: some[k] for k in ("name", "dim", "max_seq_length", "runtime", "precision")}
         header = ShardHeader(encoder, canonical_name(reranker), spec, self.corpus_info())
         gen = generation(version)
         entries = []

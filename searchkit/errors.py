@@ -94,3 +94,7 @@ class RerankerUnavailableWarning(UserWarning):
 
 class PrecisionFallbackWarning(UserWarning):
     """bf16 was asked for on a CPU without native bf16; fp32 is used instead."""
+
+
+class RuntimeMismatchWarning(UserWarning):
+    """Queries are embedded with another runtime than the index's documents were."""

@@ -93,12 +93,15 @@ def evaluate(
     rerank: bool = True,
     reranker: str | None = None,
     progress: bool = True,
+    query_runtime: str | None = None,
+    reranker_runtime: str | None = None,
 ) -> EvalResult:
     """Run every judged query through ``index`` one at a time (to time each) and score the runs.
 
     The retrieval stage ranks the top 100 by vector; the rerank stage reranks the top
     ``candidates`` (the full query path, timed end to end) and keeps the rest of the top 100
-    in retrieval order below them, as BEIR does.
+    in retrieval order below them, as BEIR does. Query runtimes are as for ``Searcher``; the
+    query cache is off, so the rerank stage's latency includes embedding the query again.
 
     Example::
 
@@ -106,7 +109,13 @@ def evaluate(
         result = evaluate(ensure_index(data), data, candidates=20)
         print(result.metrics["rerank"]["nDCG@10"])
     """
-    searcher = Searcher.open(index, reranker=reranker)
+    searcher = Searcher.open(
+        index,
+        reranker=reranker,
+        query_runtime=query_runtime,
+        reranker_runtime=reranker_runtime,
+        query_cache=0,
+    )
     _check_ids(searcher, data)
     result = EvalResult(data.name, str(index), len(data.queries), candidates, None)
     retrieved = _run_stage(searcher, data, result, "retrieval", progress, k=DEPTH, rerank=False)

@@ -20,11 +20,17 @@ from typing import Protocol
 import numpy as np
 import pyarrow as pa
 
-from searchkit.encode import Encoder
 from searchkit.filters import Filter, Where, compile_filter, matching
 from searchkit.models import Document
 from searchkit.rerank import Reranker
-from searchkit.searcher import Pool, Searcher, _merged_fields
+from searchkit.searcher import (
+    QUERY_CACHE,
+    Pool,
+    QueryCache,
+    Searcher,
+    _merged_fields,
+    query_encoder,
+)
 from searchkit.shards import ShardedManifest, check_shard_manifests
 
 ShardHits = list[list[tuple[float, Document]]]  # per query: (score, document), best first
@@ -100,6 +106,7 @@ class ShardedSearcher(Searcher):
     Args:
         path: the parent folder.
         reranker: CrossEncoder to use instead of the one recorded in the manifest.
+        query_runtime, reranker_runtime, query_cache: as for ``Searcher``.
         verify: check the shards' file checksums on open (sizes are always checked).
         ray_address: search the shards with Ray actors on this cluster (``auto``, ``local``,
             ``ray://host:port``) instead of threads here. Every node must see the index path.
@@ -117,14 +124,18 @@ class ShardedSearcher(Searcher):
         reranker: str | None = None,
         verify: bool = True,
         ray_address: str | None = None,
+        query_runtime: str | None = None,
+        reranker_runtime: str | None = None,
+        query_cache: int = QUERY_CACHE,
     ) -> None:
         self.path = Path(path)
         self._verify = verify
         self._ray_address = ray_address
         self._manifest, self._shards = self._open()
-        self.encoder = Encoder(self._manifest.encoder["name"])
-        self.reranker = Reranker(reranker or self._manifest.reranker)
+        self.encoder = query_encoder(self._manifest.encoder, query_runtime)
+        self.reranker = Reranker(reranker or self._manifest.reranker, runtime=reranker_runtime)
         self._reranker_missing = False
+        self._queries = QueryCache(query_cache)
 
     def _open(self) -> tuple[ShardedManifest, Shards]:
         manifest = ShardedManifest.read(self.path)

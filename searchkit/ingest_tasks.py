@@ -47,10 +47,10 @@ def read_block(row: dict[str, Any], corpus: str, id_field: str | None, skip_inva
 class Embedder:
     """Embed actor: one bi-encoder, loaded once; each block is embedded and written as a part."""
 
-    def __init__(self, model: str, batch_size: int, parts: Path) -> None:
+    def __init__(self, model: str, batch_size: int, parts: Path, runtime: str) -> None:
         from searchkit.encode import Encoder
 
-        self.encoder = Encoder(model, batch_size=batch_size)
+        self.encoder = Encoder(model, batch_size=batch_size, runtime=runtime)
         self.encoder.model  # noqa: B018 - load before the first block, not during it
         self.parts = Path(parts)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -90,6 +90,7 @@ class Embedder:
             "name": e.name,
             "dim": e.dim,
             "max_seq_length": e.max_seq_length,
+            **e.runtime.to_dict(),
             "threads": self.threads,
         }
 

@@ -17,6 +17,7 @@ from searchkit.corpus import SkippedLine
 from searchkit.evaluate import EvalResult
 from searchkit.manifest import Manifest
 from searchkit.models import Hits
+from searchkit.runtimes import from_manifest
 from searchkit.writer import CommitReport
 
 SNIPPET_CHARS = 160
@@ -110,7 +111,8 @@ def print_manifest(index: Path, manifest: Manifest, as_json: bool = False) -> No
         ("created", m.created),
         (
             "bi-encoder",
-            f"{m.encoder['name']} ({m.dim}-d, max {m.encoder['max_seq_length']} tokens)",
+            f"{m.encoder['name']} ({m.dim}-d, max {m.encoder['max_seq_length']} tokens, "
+            f"{from_manifest(m.encoder)})",
         ),
         ("reranker", m.reranker),
         ("vectors", f"{m.backend['name']} {m.backend['kind']} ({params}), {m.similarity}"),

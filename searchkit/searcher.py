@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,17 +25,20 @@ from searchkit.errors import (
     InvalidParameter,
     ModelUnavailable,
     RerankerUnavailableWarning,
+    RuntimeMismatchWarning,
 )
 from searchkit.filters import Where, compile_filter, matching
 from searchkit.manifest import Manifest
 from searchkit.models import Document, Hit, Hits
 from searchkit.rerank import Reranker
+from searchkit.runtimes import Runtime, from_manifest
 from searchkit.segment import SEGMENT_PARTS, Segment, read_deletions
 
 OPEN_ATTEMPTS = 5  # a writer may remove an old version's files while we open it: re-read
 EXACT_ROWS = 20_000  # filters leaving at most this many rows in a segment are searched exactly
 MAX_EF_SEARCH = 1024  # the widest HNSW search a selective filter or many deletions may ask
 STRIDE = 1 << 40  # a hit's reference: segment position * STRIDE + row
+QUERY_CACHE = 1024  # query embeddings kept for repeated queries (benchmarks/README.md)
 
 
 class Searcher:
@@ -47,6 +52,10 @@ class Searcher:
         path: the index folder.
         reranker: CrossEncoder to use instead of the one recorded in the manifest.
         verify: check file checksums on open (sizes are always checked).
+        query_runtime: runtime of the query encoder (default: the one that embedded the index,
+            recorded in its manifest; another one warns, as its vectors differ slightly).
+        reranker_runtime: runtime of the reranker, e.g. ``openvino-int8`` (default ``auto``).
+        query_cache: how many query embeddings to keep for repeated queries (0: none).
 
     Example::
 
@@ -56,15 +65,23 @@ class Searcher:
     """
 
     def __init__(
-        self, path: str | Path, *, reranker: str | None = None, verify: bool = True
+        self,
+        path: str | Path,
+        *,
+        reranker: str | None = None,
+        verify: bool = True,
+        query_runtime: str | None = None,
+        reranker_runtime: str | None = None,
+        query_cache: int = QUERY_CACHE,
     ) -> None:
         self.path = Path(path)
         self._verify = verify
         self._view = _open_view(self.path, verify)
         m = self.manifest
-        self.encoder = Encoder(m.encoder["name"])
-        self.reranker = Reranker(reranker or m.reranker)
+        self.encoder = query_encoder(m.encoder, query_runtime)
+        self.reranker = Reranker(reranker or m.reranker, runtime=reranker_runtime)
         self._reranker_missing = False
+        self._queries = QueryCache(query_cache)
 
     @classmethod
     def open(
@@ -74,21 +91,24 @@ class Searcher:
         reranker: str | None = None,
         verify: bool = True,
         ray_address: str | None = None,
+        **options: Any,
     ) -> Searcher:
-        """Open the index at ``path`` (same as the constructor); the parent folder of a
-        sharded index opens as a ``searchkit.fanout.ShardedSearcher``, whose shards are
-        searched by Ray actors on the cluster at ``ray_address`` when it is given."""
+        """Open the index at ``path`` (same as the constructor, whose options it takes); the
+        parent folder of a sharded index opens as a ``searchkit.fanout.ShardedSearcher``, whose
+        shards are searched by Ray actors on the cluster at ``ray_address`` when it is given."""
         from searchkit.shards import is_sharded
 
         if is_sharded(path):
             from searchkit.fanout import ShardedSearcher
 
-            return ShardedSearcher(path, reranker=reranker, verify=verify, ray_address=ray_address)
+            return ShardedSearcher(
+                path, reranker=reranker, verify=verify, ray_address=ray_address, **options
+            )
         if ray_address is not None:
             raise InvalidParameter(
                 f"{path} is not a sharded index: search it without a Ray address (--ray)"
             )
-        return cls(path, reranker=reranker, verify=verify)
+        return cls(path, reranker=reranker, verify=verify, **options)
 
     @property
     def manifest(self) -> Manifest:
@@ -231,7 +251,49 @@ class Searcher:
         return self.encoder
 
     def _query_vectors(self, queries: Sequence[str]) -> np.ndarray:
-        return self._checked_encoder.encode_queries(queries)
+        return self._queries.vectors(queries, self._checked_encoder.encode_queries)
+
+
+def query_encoder(encoder: dict[str, Any], runtime: str | None) -> Encoder:
+    """The bi-encoder for queries to an index whose manifest records ``encoder``: on the
+    index's runtime unless ``runtime`` says otherwise (which warns: vectors differ slightly)."""
+    built = from_manifest(encoder)
+    chosen = built if runtime is None else Runtime.parse(runtime, role="encoder")
+    if chosen != built:
+        warnings.warn(
+            f"the index was embedded with the {built} runtime; queries embedded with {chosen} "
+            "match its vectors slightly less well",
+            RuntimeMismatchWarning,
+            stacklevel=3,
+        )
+    return Encoder(encoder["name"], runtime=chosen)
+
+
+class QueryCache:
+    """An LRU of query embeddings (text -> vector), shared by threads."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def vectors(self, queries: Sequence[str], embed: Any) -> np.ndarray:
+        """The embeddings of ``queries``, from the cache or ``embed(missing)``."""
+        if self.size <= 0:
+            return embed(queries)
+        with self._lock:
+            found = {q: self._vectors[q] for q in queries if q in self._vectors}
+            for q in found:
+                self._vectors.move_to_end(q)
+        missing = list(dict.fromkeys(q for q in queries if q not in found))
+        if missing:
+            found.update(zip(missing, embed(missing), strict=True))
+            with self._lock:
+                for q in missing:
+                    self._vectors[q] = found[q]
+                while len(self._vectors) > self.size:
+                    self._vectors.popitem(last=False)
+        return np.stack([found[q] for q in queries])
 
 
 @dataclass(frozen=True)

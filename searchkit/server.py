@@ -63,6 +63,8 @@ def create_app(
     config: ServerConfig | None = None,
     reranker: str | None = None,
     verify: bool = True,
+    query_runtime: str | None = None,
+    reranker_runtime: str | None = None,
 ) -> FastAPI:
     """The FastAPI app serving the index at ``index_path``.
 
@@ -75,7 +77,14 @@ def create_app(
         uvicorn.run(app, host="127.0.0.1", port=8000)
     """
     config = config or ServerConfig()
-    service = Service(index_path, config, reranker=reranker, verify=verify)
+    service = Service(
+        index_path,
+        config,
+        reranker=reranker,
+        verify=verify,
+        query_runtime=query_runtime,
+        reranker_runtime=reranker_runtime,
+    )
     models = request_models(config.limits, service.search_params)
     SearchRequest, BatchRequest = models["SearchRequest"], models["BatchRequest"]
     UpsertRequest, DeleteRequest = models["UpsertRequest"], models["DeleteRequest"]

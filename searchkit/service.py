@@ -69,6 +69,7 @@ class Service:
         config: limits, batching and refresh settings.
         reranker: CrossEncoder to use instead of the index's.
         verify: check file checksums when opening (and refreshing) the index.
+        query_runtime, reranker_runtime: as for ``Searcher``.
     """
 
     def __init__(
@@ -78,10 +79,18 @@ class Service:
         *,
         reranker: str | None = None,
         verify: bool = True,
+        query_runtime: str | None = None,
+        reranker_runtime: str | None = None,
     ) -> None:
         self.path = Path(path)
         self.config = config or ServerConfig()
-        self.searcher = Searcher.open(self.path, reranker=reranker, verify=verify)
+        self.searcher = Searcher.open(
+            self.path,
+            reranker=reranker,
+            verify=verify,
+            query_runtime=query_runtime,
+            reranker_runtime=reranker_runtime,
+        )
         self.batcher: MicroBatcher[Hits] | None = None
         self._pool: ThreadPoolExecutor | None = None
         self.ready = threading.Event()
@@ -160,7 +169,8 @@ class Service:
             if self._closed:
                 raise IndexLocked("the server is shutting down; send the change again later")
             with IndexWriter.open(self.path) as writer:
-                if writer.encoder.name == self.searcher.encoder.name:
+                mine = self.searcher.encoder
+                if (writer.encoder.name, writer.encoder.runtime) == (mine.name, mine.runtime):
                     writer.encoder = self.searcher.encoder  # the model this process loaded
                 report = change(writer)
             self.refresh()

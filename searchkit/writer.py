@@ -29,6 +29,7 @@ from searchkit.lock import WriterLock
 from searchkit.manifest import Manifest
 from searchkit.models import Document
 from searchkit.progress import BuildProgress
+from searchkit.runtimes import from_manifest
 from searchkit.segment import Block, Segment, VectorSpec, live_blocks, read_deletions, write_segment
 
 BLOCK_DOCS = 1024  # documents read, embedded and written at a time: bounds memory
@@ -94,7 +95,11 @@ class IndexWriter:
         except BaseException:
             self._lock.release()
             raise
-        self.encoder = Encoder(self.manifest.encoder["name"], batch_size=batch_size)
+        self.encoder = Encoder(
+            self.manifest.encoder["name"],
+            batch_size=batch_size,
+            runtime=from_manifest(self.manifest.encoder),
+        )
         self._state: _State | None = None
 
     @classmethod

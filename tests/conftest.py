@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 # Nothing in the tests may reach the Hugging Face hub.
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Models exported for the onnx/openvino runtimes go to a cache of this run (subprocesses too).
+if "SEARCHKIT_CACHE" not in os.environ:
+    os.environ["SEARCHKIT_CACHE"] = tempfile.mkdtemp(prefix="searchkit-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["SEARCHKIT_CACHE"], ignore_errors=True)
 
 REPO = Path(__file__).resolve().parents[1]
 RERANKER = Path(

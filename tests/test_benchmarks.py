@@ -183,3 +183,21 @@ def test_ray_ingest(tiny_beir: Path, tmp_path: Path) -> None:
     assert ray_run["shards"] == 2
     assert ray_run["documents"] == base["documents"] == 30 and ray_run["blocks"] == 4
     assert base["embed_vs_baseline"] == 1.0 and ray_run["end_to_end_vs_baseline"] > 0
+
+
+def test_runtimes(tiny_beir: Path, tmp_path: Path, reranker_path: Path) -> None:
+    both = "torch-fp32,torch-bf16"
+    r = run_script(
+        "runtimes", tmp_path,
+        "--dataset", str(tiny_beir), "--reranker", str(reranker_path), "--encoders", both,
+        "--rerankers", both, "--speed-docs", "8", "--speed-queries", "1", "--rounds", "2",
+        "--candidates", "5", "--threads", "1",
+    )  # fmt: skip
+    assert r["documents"] == 30
+    assert set(r["encoders"]) == {"torch-fp32", "torch-bf16"}
+    base = r["encoders"]["torch-fp32"]
+    assert base["speed_ratio"] == 1 and base["cosine_min"] > 0.999
+    assert r["encoders"]["torch-bf16"]["cosine_min"] > 0.98
+    assert 0 < base["ndcg10"] <= 1
+    assert r["rerankers"]["torch-bf16"]["top1_agreement"] >= 0.6
+    assert r["rerankers"]["torch-fp32"]["spearman_mean"] == pytest.approx(1)

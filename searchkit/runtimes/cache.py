@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import shutil
+import threading
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 MARKER = "searchkit-cache.json"
 CACHE_FORMAT = 1
 LIBRARIES = ("torch", "transformers", "onnxruntime", "onnx", "openvino", "nncf")
+# threads of this process that load the same model export it once (other processes race safely)
+_BUILDING = threading.Lock()
 
 
 def cache_root() -> Path:
@@ -57,10 +60,8 @@ def folder_for(weights: str, role: str, artifact: str) -> Path:
             versions[lib] = version(lib)
         except PackageNotFoundError:
             versions[lib] = None
-    key = json.dumps(
-        {"format": CACHE_FORMAT, "weights": weights, "role": role, "artifact": artifact, **versions},
-        sort_keys=True,
-    )
+    what = {"format": CACHE_FORMAT, "weights": weights, "role": role, "artifact": artifact}
+    key = json.dumps({**what, **versions}, sort_keys=True)
     return cache_root() / f"{role}-{artifact}-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
 
 
@@ -68,6 +69,14 @@ def ensure(folder: Path, build: Callable[[Path], None]) -> Path:
     """``folder``, built by ``build(tmp)`` unless a complete copy is already there."""
     if is_complete(folder):
         return folder
+    with _BUILDING:
+        if is_complete(folder):
+            return folder
+        _build(folder, build)
+    return folder
+
+
+def _build(folder: Path, build: Callable[[Path], None]) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     tmp.mkdir()
@@ -87,7 +96,6 @@ def ensure(folder: Path, build: Callable[[Path], None]) -> Path:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return folder
 
 
 def is_complete(folder: Path) -> bool:
