@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from searchkit.resolve import DEFAULT_ENCODER, canonical_name, lazy_model, load_model
+from searchkit.resolve import DEFAULT_ENCODER, canonical_name, lazy_model
 from searchkit.runtimes import Runtime
 
 if TYPE_CHECKING:
@@ -45,13 +45,10 @@ class Encoder:
     @lazy_model
     def model(self) -> SentenceTransformer:
         from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
 
-        from searchkit.runtimes.load import apply_runtime
+        from searchkit.runtimes.load import load_on_runtime
 
-        hf_logging.disable_progress_bar()
-        model = load_model(SentenceTransformer, self.name, "bi-encoder")
-        return apply_runtime(model, self.runtime, "encoder")
+        return load_on_runtime(SentenceTransformer, self.name, self.runtime, "encoder")
 
     @property
     def dim(self) -> int:

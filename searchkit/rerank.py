@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from searchkit.resolve import DEFAULT_RERANKER, canonical_name, lazy_model, load_model
+from searchkit.resolve import DEFAULT_RERANKER, canonical_name, lazy_model
 from searchkit.runtimes import Runtime
 
 if TYPE_CHECKING:
@@ -48,13 +48,10 @@ class Reranker:
     @lazy_model
     def model(self) -> CrossEncoder:
         from sentence_transformers import CrossEncoder
-        from transformers.utils import logging as hf_logging
 
-        from searchkit.runtimes.load import apply_runtime
+        from searchkit.runtimes.load import load_on_runtime
 
-        hf_logging.disable_progress_bar()
-        model = load_model(CrossEncoder, self.name, "reranker")
-        return apply_runtime(model, self.runtime, "reranker")
+        return load_on_runtime(CrossEncoder, self.name, self.runtime, "reranker")
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """One float score per (query, passage) pair, all pairs batched together."""
