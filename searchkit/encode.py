@@ -7,48 +7,31 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from searchkit.resolve import DEFAULT_ENCODER, canonical_name, lazy_model
-from searchkit.runtimes import Runtime
+from searchkit.resolve import DEFAULT_ENCODER
+from searchkit.runtimes.model import RuntimeModel
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 
-class Encoder:
+class Encoder(RuntimeModel["SentenceTransformer"]):
     """A sentence-transformers bi-encoder that embeds documents and queries.
 
     Documents go through ``encode_document`` and queries through ``encode_query``, so models
     with prompts (e5, bge, ...) get the prefixes they were trained with. Vectors are unit length,
     so inner product is cosine similarity.
 
-    Args:
-        name: a local folder, a hub name, or ``all-MiniLM-L6-v2`` (installed offline copy).
-        batch_size: texts per forward pass.
-        runtime: ``torch``, ``onnx`` or ``openvino``, optionally with a precision
-            (``openvino-int8``); None or ``auto``: the fastest installed one that meets
-            searchkit's quality bounds (see ``searchkit.runtimes``).
-        precision: ``fp32``, ``bf16`` or ``int8``, when ``runtime`` does not name one.
+    ``Encoder()`` is ``all-MiniLM-L6-v2`` (the installed offline copy); the options are those
+    of :class:`searchkit.runtimes.model.RuntimeModel`.
     """
 
-    def __init__(
-        self,
-        name: str = DEFAULT_ENCODER,
-        batch_size: int = 32,
-        *,
-        runtime: str | Runtime | None = None,
-        precision: str | None = None,
-    ) -> None:
-        self.name = canonical_name(name)
-        self.batch_size = batch_size
-        self.runtime = Runtime.parse(runtime, precision, role="encoder")
+    role = "encoder"
+    default_name = DEFAULT_ENCODER
 
-    @lazy_model
-    def model(self) -> SentenceTransformer:
+    def _factory(self) -> type[SentenceTransformer]:
         from sentence_transformers import SentenceTransformer
 
-        from searchkit.runtimes.load import load_on_runtime
-
-        return load_on_runtime(SentenceTransformer, self.name, self.runtime, "encoder")
+        return SentenceTransformer
 
     @property
     def dim(self) -> int:

@@ -7,51 +7,34 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from searchkit.resolve import DEFAULT_RERANKER, canonical_name, lazy_model
-from searchkit.runtimes import Runtime
+from searchkit.resolve import DEFAULT_RERANKER
+from searchkit.runtimes.model import RuntimeModel
 
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder
 
 
-class Reranker:
+class Reranker(RuntimeModel["CrossEncoder"]):
     """Scores query/passage pairs with a CrossEncoder; higher is more relevant.
 
     Passages longer than the model's ``max_length`` are truncated by its tokenizer, which keeps
     the query and the start of the passage.
 
-    Args:
-        name: a local folder or a hub name (default ``cross-encoder/ms-marco-MiniLM-L6-v2``).
-        batch_size: pairs per forward pass.
-        runtime: ``torch``, ``onnx`` or ``openvino``, optionally with a precision
-            (``openvino-int8``); None or ``auto``: the fastest installed one that meets
-            searchkit's quality bounds (see ``searchkit.runtimes``).
-        precision: ``fp32``, ``bf16`` or ``int8``, when ``runtime`` does not name one.
+    ``Reranker()`` is ``cross-encoder/ms-marco-MiniLM-L6-v2``; the options are those of
+    :class:`searchkit.runtimes.model.RuntimeModel` (``batch_size``: pairs per forward pass).
     """
 
-    def __init__(
-        self,
-        name: str = DEFAULT_RERANKER,
-        batch_size: int = 32,
-        *,
-        runtime: str | Runtime | None = None,
-        precision: str | None = None,
-    ) -> None:
-        self.name = canonical_name(name)
-        self.batch_size = batch_size
-        self.runtime = Runtime.parse(runtime, precision, role="reranker")
+    role = "reranker"
+    default_name = DEFAULT_RERANKER
 
     @property
     def is_default(self) -> bool:
         return self.name == DEFAULT_RERANKER
 
-    @lazy_model
-    def model(self) -> CrossEncoder:
+    def _factory(self) -> type[CrossEncoder]:
         from sentence_transformers import CrossEncoder
 
-        from searchkit.runtimes.load import load_on_runtime
-
-        return load_on_runtime(CrossEncoder, self.name, self.runtime, "reranker")
+        return CrossEncoder
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """One float score per (query, passage) pair, all pairs batched together."""
