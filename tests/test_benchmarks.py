@@ -201,3 +201,20 @@ def test_runtimes(tiny_beir: Path, tmp_path: Path, reranker_path: Path) -> None:
     assert 0 < base["ndcg10"] <= 1
     assert r["rerankers"]["torch-bf16"]["top1_agreement"] >= 0.6
     assert r["rerankers"]["torch-fp32"]["spearman_mean"] == pytest.approx(1)
+
+
+def test_tuning(tiny_beir: Path, tmp_path: Path) -> None:
+    r = run_script(
+        "tuning", tmp_path,
+        "--dataset", str(tiny_beir), "--runtime", "torch-fp32", "--batch-sizes", "4,8",
+        "--thread-runtimes", "torch-fp32", "--speed-docs", "8", "--rounds", "2",
+        "--index-docs", "10", "--lru-queries", "3", "--threads", "1",
+    )  # fmt: skip
+    assert r["runtime"] == "torch-fp32"
+    assert set(r["batch_sizes"]) == {"4", "8"} and min(r["batch_sizes"].values()) > 0
+    assert set(r["sorting"]) == {"longest first", "corpus order"}
+    assert 0 < r["tokenization"]["share"] < 1
+    assert set(r["threads"]["torch-fp32"]) == {"1", "2"}
+    lru = r["query_cache"]
+    assert lru["fresh"]["n"] == lru["repeated"]["n"] == 3
+    assert lru["repeated"]["p50"] < lru["fresh"]["p50"]
