@@ -25,7 +25,8 @@ from searchkit.runtimes.calibration import calibration_inputs
 
 M = TypeVar("M", bound=torch.nn.Module)
 Feeds = dict[str, np.ndarray]
-# the module that exports and runs each non-torch runtime: export(...) and engine(...)
+# the module that exports and runs each non-torch runtime:
+# export(model, samples, precision, out) and engine(folder, precision)
 ENGINES = {"onnx": "searchkit.runtimes.ort", "openvino": "searchkit.runtimes.ov"}
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -56,7 +57,7 @@ def apply_runtime(model: M, runtime: Runtime, role: str) -> M:
 
     def build(out: Path) -> None:
         samples = calibration_inputs(transformer, role, names)
-        engine.export(_Traceable(hf_model), samples[0], samples, runtime.precision, out)
+        engine.export(_Traceable(hf_model), samples, runtime.precision, out)
 
     run = engine.engine(ensure(folder, build), runtime.precision)
     output = transformer.modality_config["text"]["method_output_name"]

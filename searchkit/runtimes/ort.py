@@ -14,17 +14,13 @@ import torch
 FP32 = "model.onnx"
 INT8 = "model-int8.onnx"
 OPSET = 17
+Feeds = dict[str, np.ndarray]
 
 
-def export(
-    model: torch.nn.Module,
-    example: dict[str, np.ndarray],
-    samples: list[dict[str, np.ndarray]],
-    precision: str,
-    out: Path,
-) -> None:
-    """Write ``out/model.onnx`` (and ``model-int8.onnx`` for ``int8``); samples are unused:
-    dynamic quantization measures activations at run time."""
+def export(model: torch.nn.Module, samples: list[Feeds], precision: str, out: Path) -> None:
+    """Write ``out/model.onnx`` (and ``model-int8.onnx`` for ``int8``), traced on the first
+    sample; the others are unused: dynamic quantization measures activations at run time."""
+    example = samples[0]
     names = list(example)
     axes = {name: {0: "batch", 1: "tokens"} for name in [*names, "output"]}
     args = tuple(torch.from_numpy(example[name]) for name in names)
@@ -48,7 +44,7 @@ def export(
         (out / FP32).unlink()
 
 
-def engine(folder: Path, precision: str) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+def engine(folder: Path, precision: str) -> Callable[[Feeds], np.ndarray]:
     """A function of the inputs to the first output, on as many threads as torch uses."""
     import onnxruntime as ort
 
@@ -57,7 +53,7 @@ def engine(folder: Path, precision: str) -> Callable[[dict[str, np.ndarray]], np
     path = folder / (INT8 if precision == "int8" else FP32)
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-    def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
+    def run(feeds: Feeds) -> np.ndarray:
         return session.run(None, feeds)[0]
 
     return run

@@ -18,19 +18,15 @@ MODEL = "model.xml"
 # the hint for the parts int8 leaves in floating point is OpenVINO's own choice (bf16 on CPUs
 # that have it); fp32 asks for exact f32 arithmetic
 HINTS = {"fp32": "f32", "bf16": "bf16"}
+Feeds = dict[str, np.ndarray]
 
 
-def export(
-    model: torch.nn.Module,
-    example: dict[str, np.ndarray],
-    samples: list[dict[str, np.ndarray]],
-    precision: str,
-    out: Path,
-) -> None:
-    """Write ``out/model.xml`` (+ .bin): fp32 weights, or NNCF static int8 for ``int8``."""
+def export(model: torch.nn.Module, samples: list[Feeds], precision: str, out: Path) -> None:
+    """Write ``out/model.xml`` (+ .bin), traced on the first sample: fp32 weights, or NNCF
+    static int8 calibrated on all the samples for ``int8``."""
     import openvino as ov
 
-    inputs = {name: torch.from_numpy(value) for name, value in example.items()}
+    inputs = {name: torch.from_numpy(value) for name, value in samples[0].items()}
     with warnings.catch_warnings(), torch.no_grad():
         # tracing warns about Python control flow on shapes that do not matter here
         warnings.simplefilter("ignore")
@@ -49,7 +45,7 @@ def export(
     ov.save_model(converted, out / MODEL, compress_to_fp16=False)
 
 
-def engine(folder: Path, precision: str) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+def engine(folder: Path, precision: str) -> Callable[[Feeds], np.ndarray]:
     """A function of the inputs to the first output, on as many threads as torch uses."""
     import openvino as ov
 
@@ -59,7 +55,7 @@ def engine(folder: Path, precision: str) -> Callable[[dict[str, np.ndarray]], np
     compiled = ov.Core().compile_model(folder / MODEL, "CPU", config)
     local = threading.local()
 
-    def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
+    def run(feeds: Feeds) -> np.ndarray:
         # an infer request is not thread-safe: one per thread (a server's request threads)
         request = getattr(local, "request", None)
         if request is None:
