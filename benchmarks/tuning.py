@@ -72,6 +72,8 @@ def _per_second(settings: dict[str, Callable[[], Any]], n: int, rounds: int) -> 
 
 
 def _batch_sizes(encoder: Any, sample: list[str], args: Any) -> dict[str, float]:
+    default = encoder.batch_size
+
     def at(size: int) -> Callable[[], Any]:
         def run() -> Any:
             encoder.batch_size = size
@@ -80,7 +82,7 @@ def _batch_sizes(encoder: Any, sample: list[str], args: Any) -> dict[str, float]
         return run
 
     speeds = _per_second({str(b): at(b) for b in args.batch_sizes}, len(sample), args.rounds)
-    encoder.batch_size = 32
+    encoder.batch_size = default
     return speeds
 
 
