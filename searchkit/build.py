@@ -16,10 +16,11 @@ from searchkit.backends import DEFAULT_KIND, get_backend
 from searchkit.backends.base import resolve_params
 from searchkit.commit import SEGMENTS, install_segment, segment_name, staging_segment, switch
 from searchkit.corpus import CorpusReader, SkippedLine
+from searchkit.defaults import DEFAULT_LEXICAL, DEFAULT_SPLADE
 from searchkit.encode import Encoder
 from searchkit.errors import IndexError_, IndexExists
 from searchkit.fsio import fsync_dir, fsync_tree
-from searchkit.lexical import DEFAULT_LEXICAL, DEFAULT_SPLADE, PostingsBuilder, lexical_config
+from searchkit.lexical import PostingsBuilder, lexical_config
 from searchkit.lock import WriterLock
 from searchkit.manifest import MANIFEST, Manifest
 from searchkit.models import Document

@@ -11,7 +11,15 @@ from typing import Annotated
 
 import typer
 
-from searchkit.defaults import DEFAULT_CANDIDATES, DEFAULT_K
+from searchkit.defaults import (
+    DEFAULT_CANDIDATES,
+    DEFAULT_FUSION,
+    DEFAULT_K,
+    DEFAULT_LEXICAL,
+    DEFAULT_RRF_K,
+    DEFAULT_SPLADE,
+    DEFAULT_WEIGHT,
+)
 from searchkit.errors import SearchkitError
 from searchkit.resolve import DEFAULT_ENCODER, DEFAULT_RERANKER
 
@@ -33,6 +41,19 @@ IndexOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")]
 EfSearchOpt = Annotated[int | None, typer.Option(help="HNSW search breadth (hnsw indexes).")]
 NprobeOpt = Annotated[int | None, typer.Option(help="IVF lists to visit per query (ivf indexes).")]
+ModeOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="First stage: dense, lexical or hybrid [hybrid when the index has lexical data]."
+    ),
+]
+FusionOpt = Annotated[str, typer.Option(help="How hybrid fuses: rrf or weighted.")]
+RrfKOpt = Annotated[float, typer.Option("--rrf-k", help="k of reciprocal rank fusion.")]
+WeightOpt = Annotated[float, typer.Option(help="Dense share of weighted fusion, 0 to 1.")]
+LexicalOpt = Annotated[
+    str, typer.Option(help="Lexical first stage stored in the index: bm25, splade or none.")
+]
+SpladeOpt = Annotated[str, typer.Option(help="SparseEncoder for --lexical splade.")]
 
 
 @contextmanager
@@ -74,6 +95,8 @@ def index(
     ef_search: EfSearchOpt = None,
     nlist: Annotated[int | None, typer.Option(help="IVF lists [about 4*sqrt(docs)].")] = None,
     nprobe: NprobeOpt = None,
+    lexical: LexicalOpt = DEFAULT_LEXICAL,
+    splade_model: SpladeOpt = DEFAULT_SPLADE,
     id_field: Annotated[str | None, typer.Option(help="Id field [_id, else id].")] = None,
     skip_invalid: Annotated[
         bool, typer.Option(help="Skip bad lines and report them instead of failing.")
@@ -97,8 +120,8 @@ def index(
     with _errors():
         report = build_index(
             corpus, out, model=model, reranker=reranker, backend=backend, kind=kind,
-            params=params, id_field=id_field, skip_invalid=skip_invalid, batch_size=batch_size,
-            force=force, progress=progress,
+            params=params, lexical=lexical, splade_model=splade_model, id_field=id_field,
+            skip_invalid=skip_invalid, batch_size=batch_size, force=force, progress=progress,
         )  # fmt: skip
     print_build(report, as_json=as_json)
 
@@ -122,6 +145,10 @@ def query(
             "(see searchkit.filters)."
         ),
     ] = None,
+    mode: ModeOpt = None,
+    fusion: FusionOpt = DEFAULT_FUSION,
+    rrf_k: RrfKOpt = DEFAULT_RRF_K,
+    weight: WeightOpt = DEFAULT_WEIGHT,
     ef_search: EfSearchOpt = None,
     nprobe: NprobeOpt = None,
     verify: Annotated[bool, typer.Option(help="Check file checksums on open.")] = True,
@@ -138,8 +165,8 @@ def query(
             typer.echo(f"using index {path} ({why})", err=True)
         searcher = Searcher.open(path, reranker=reranker, verify=verify)
         hits = searcher.search(
-            text, k, rerank=rerank, candidates=candidates, where=where,
-            ef_search=ef_search, nprobe=nprobe,
+            text, k, rerank=rerank, candidates=candidates, where=where, mode=mode,
+            fusion=fusion, rrf_k=rrf_k, weight=weight, ef_search=ef_search, nprobe=nprobe,
         )  # fmt: skip
     print_hits(path, hits, searcher.reranker.name, as_json=as_json)
 
@@ -158,10 +185,15 @@ def eval_(
     ] = DEFAULT_CANDIDATES,
     rerank: Annotated[bool, typer.Option(help="Also measure retrieval + rerank.")] = True,
     reranker: Annotated[str | None, typer.Option(help="CrossEncoder [the index's].")] = None,
+    mode: ModeOpt = None,
+    fusion: FusionOpt = DEFAULT_FUSION,
+    rrf_k: RrfKOpt = DEFAULT_RRF_K,
+    weight: WeightOpt = DEFAULT_WEIGHT,
     model: Annotated[
         str, typer.Option(help="Bi-encoder, if the index is built.")
     ] = DEFAULT_ENCODER,
     backend: Annotated[str, typer.Option(help="Backend, if the index is built.")] = "faiss",
+    lexical: LexicalOpt = DEFAULT_LEXICAL,
     force: Annotated[bool, typer.Option(help="Rebuild the dataset's index.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = True,
     json_out: Annotated[
@@ -169,11 +201,12 @@ def eval_(
     ] = None,
 ) -> None:
     """Measure nDCG@10, MRR@10, Recall@10/100, MAP@100 and latency on judged queries,
-    e.g. searchkit eval --dataset ../shared/data/beir/scifact --split test"""
+    e.g. searchkit eval --dataset ../shared/data/beir/scifact --split test --mode hybrid"""
     from searchkit.evaluate import evaluate, prepare
     from searchkit.report import print_eval
 
-    build = {"model": model, "backend": backend, "force": force, "progress": progress}
+    build = {"model": model, "backend": backend, "lexical": lexical, "force": force}
+    build["progress"] = progress
     if reranker is not None:
         build["reranker"] = reranker
     with _errors():
@@ -181,8 +214,9 @@ def eval_(
             index, dataset=dataset, split=split, queries=queries, qrels=qrels, **build
         )
         result = evaluate(
-            path, data, candidates=candidates, rerank=rerank, reranker=reranker, progress=progress
-        )
+            path, data, candidates=candidates, rerank=rerank, reranker=reranker,
+            progress=progress, mode=mode, fusion=fusion, rrf_k=rrf_k, weight=weight,
+        )  # fmt: skip
     print_eval(result)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)

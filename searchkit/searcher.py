@@ -10,7 +10,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from searchkit.defaults import DEFAULT_CANDIDATES, DEFAULT_K
+from searchkit.defaults import (
+    DEFAULT_CANDIDATES,
+    DEFAULT_FUSION,
+    DEFAULT_K,
+    DEFAULT_RRF_K,
+    DEFAULT_WEIGHT,
+)
 from searchkit.encode import Encoder
 from searchkit.errors import (
     IncompatibleIndex,
@@ -19,14 +25,7 @@ from searchkit.errors import (
     RerankerUnavailableWarning,
 )
 from searchkit.filters import Where
-from searchkit.fusion import (
-    DEFAULT_FUSION,
-    DEFAULT_RRF_K,
-    DEFAULT_WEIGHT,
-    check_fusion,
-    rrf,
-    weighted,
-)
+from searchkit.fusion import check_fusion, rrf, weighted
 from searchkit.lexical import Terms, bm25_query_terms
 from searchkit.manifest import Manifest
 from searchkit.models import Document, Hit, Hits
@@ -174,7 +173,7 @@ class Searcher:
         """``search`` for many queries, embedded, retrieved and reranked in shared batches."""
         _check_args(queries, k, candidates)
         check_fusion(fusion, rrf_k, weight)
-        mode = self._mode(mode)
+        mode = self.resolve_mode(mode)
         if not queries:
             return []
         view = self._view
@@ -210,8 +209,9 @@ class Searcher:
             ]
         return _rerank(reranker, queries, pools, docs, k, mode)
 
-    def _mode(self, mode: str | None) -> str:
-        """The first stage to use: ``mode``, checked against the index, or the default."""
+    def resolve_mode(self, mode: str | None) -> str:
+        """The first stage ``search`` runs for ``mode``: checked against the index, or the
+        default (hybrid when the index has lexical data, else dense)."""
         lexical = self.manifest.lexical
         if mode is None:
             return "hybrid" if lexical else "dense"
