@@ -121,6 +121,20 @@ def test_quality(tiny_beir: Path, tmp_path: Path, reranker_path: Path) -> None:
     assert systems["searchkit retrieve"]["metrics"]["Recall@10"] == 1.0
 
 
+def test_rerank(tiny_beir: Path, tmp_path: Path, reranker_path: Path) -> None:
+    r = run_script(
+        "rerank", tmp_path,
+        "--dataset", str(tiny_beir), "--index", str(tmp_path / "index"),
+        "--reranker", str(reranker_path), "--queries", "3", "--candidates", "5,10",
+        "--threads", "1",
+    )  # fmt: skip
+    assert r["mode"] == "hybrid" and r["max_tokens"] == 256
+    for depth in ("5", "10"):
+        row = r[depth]
+        assert row["pairs"] == 3 * int(depth) and 0 <= row["truncated"] <= row["pairs"]
+        assert row["searchkit_ms"]["p50"] > 0 and row["baseline_ms"]["p50"] > 0
+
+
 def test_living(tiny_beir: Path, tmp_path: Path) -> None:
     r = run_script(
         "living", tmp_path,
