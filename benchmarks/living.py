@@ -59,9 +59,9 @@ def main() -> None:
     add("--exact-rows", type=common.int_list, help="EXACT_ROWS values (default: searchkit's,0)")
     add("--k", type=int, default=10, help="hits per query")
     args, header = common.start(parser, NAME)
-    import searchkit.searcher
+    import searchkit.view
 
-    args.exact_rows = args.exact_rows or [searchkit.searcher.EXACT_ROWS, 0]
+    args.exact_rows = args.exact_rows or [searchkit.view.EXACT_ROWS, 0]
     data, docs = living_corpus(benchdata.load_dataset(args.dataset, args.split, args.limit))
     texts = list(data.queries.values())[: args.queries]
     paths = {f"{b} {k}": cached_index(data, b, k, args.index_dir) for b, k in args.backends}
@@ -247,8 +247,8 @@ def write_loop(path: str, pool: list, batch: int, threads: int | None, ready: An
 
 @contextmanager
 def exact_rows(n: int) -> Iterator[None]:
-    """Run with ``searchkit.searcher.EXACT_ROWS = n`` (0: every filter goes to the backend)."""
-    import searchkit.searcher as s
+    """Run with ``searchkit.view.EXACT_ROWS = n`` (0: every filter goes to the backend)."""
+    import searchkit.view as s
 
     old, s.EXACT_ROWS = s.EXACT_ROWS, n
     try:
@@ -405,7 +405,7 @@ def tables(results: dict[str, Any], args: Any) -> list[common.Table]:
         table(f"Deletions and compact ({size})", DELETIONS, results["deletions"],
               "Latency excludes the query embedding. recall@k: against numpy brute force over "
               "the live documents' stored vectors. short queries: fewer than k hits. violations: "
-              "deleted documents returned. exact rows: searchkit.searcher.EXACT_ROWS (0 forces "
+              "deleted documents returned. exact rows: searchkit.view.EXACT_ROWS (0 forces "
               "the backend's own filtered search)."),
         table(f"Filters ({size})", FILTERED, results["filters"],
               "recall@k: against numpy brute force over the matching documents' stored vectors; "
