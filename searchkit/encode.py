@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from searchkit.resolve import DEFAULT_ENCODER, canonical_name, load_model
+from searchkit.resolve import DEFAULT_ENCODER, canonical_name, load_st_model
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -32,11 +32,7 @@ class Encoder:
 
     @functools.cached_property
     def model(self) -> SentenceTransformer:
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        return load_model(SentenceTransformer, self.name, "bi-encoder")
+        return load_st_model("SentenceTransformer", self.name, "bi-encoder")
 
     @property
     def dim(self) -> int:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from searchkit.resolve import DEFAULT_RERANKER, canonical_name, load_model
+from searchkit.resolve import DEFAULT_RERANKER, canonical_name, load_st_model
 
 # Far above the 4-5 characters of an average English word piece: the cut never shortens what
 # the model can read, it only spares tokenizing text the model would drop.
@@ -42,11 +42,7 @@ class Reranker:
 
     @functools.cached_property
     def model(self) -> CrossEncoder:
-        from sentence_transformers import CrossEncoder
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        return load_model(CrossEncoder, self.name, "reranker")
+        return load_st_model("CrossEncoder", self.name, "reranker")
 
     @property
     def max_tokens(self) -> int:

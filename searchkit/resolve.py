@@ -9,7 +9,7 @@ import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from searchkit.errors import ModelUnavailable
@@ -97,6 +97,16 @@ def load_model(factory: Callable[..., M], name: str, role: str) -> M:
             "reachable; pass a local model folder instead"
         )
     return _call(factory, source, name, role)
+
+
+def load_st_model(cls: str, name: str, role: str) -> Any:
+    """``load_model`` for the sentence-transformers class named ``cls`` (imported here, so
+    that importing searchkit never imports torch), without download progress bars."""
+    import sentence_transformers
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    return load_model(getattr(sentence_transformers, cls), name, role)
 
 
 def _call(factory: Callable[..., M], source: str, name: str, role: str) -> M:

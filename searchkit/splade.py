@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from searchkit.lexical import Terms
-from searchkit.resolve import canonical_name, load_model
+from searchkit.resolve import canonical_name, load_st_model
 
 if TYPE_CHECKING:
     from sentence_transformers import SparseEncoder
@@ -30,11 +30,7 @@ class Splade:
 
     @functools.cached_property
     def model(self) -> SparseEncoder:
-        from sentence_transformers import SparseEncoder
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        return load_model(SparseEncoder, self.name, "sparse encoder")
+        return load_st_model("SparseEncoder", self.name, "sparse encoder")
 
     @property
     def vocab_size(self) -> int:
