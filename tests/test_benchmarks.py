@@ -135,6 +135,20 @@ def test_rerank(tiny_beir: Path, tmp_path: Path, reranker_path: Path) -> None:
         assert row["searchkit_ms"]["p50"] > 0 and row["baseline_ms"]["p50"] > 0
 
 
+def test_fusion(tiny_beir: Path, tmp_path: Path) -> None:
+    r = run_script(
+        "fusion", tmp_path,
+        "--dataset", str(tiny_beir), "--index", str(tmp_path / "index"),
+        "--rrf-k", "1,60", "--weights", "0,1", "--threads", "1",
+    )  # fmt: skip
+    assert set(r) == {"dense", "lexical", "rrf k=1", "rrf k=60", "weighted dense=0",
+                      "weighted dense=1"}  # fmt: skip
+    assert all(0 <= m["nDCG@10"] <= 1 for m in r.values())
+    # a dense share of 1 ranks as dense alone, 0 as lexical alone (then dense-only hits)
+    assert r["weighted dense=1"]["nDCG@10"] == pytest.approx(r["dense"]["nDCG@10"])
+    assert r["dense"]["Recall@10"] == 1.0
+
+
 def test_living(tiny_beir: Path, tmp_path: Path) -> None:
     r = run_script(
         "living", tmp_path,
