@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,23 @@ def build(tmp_path: Path, recs: list[dict], name: str = "idx", **options) -> Pat
     return build_index(corpus, tmp_path / name, progress=False, **options).path
 
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The test corpus indexed once with BM25 and once without lexical data (copy to change)."""
+    root = tmp_path_factory.mktemp("lexical")
+    return {kind: build(root, records(), kind, lexical=kind) for kind in ("bm25", "none")}
+
+
+@pytest.fixture
+def bm25_index(built: dict[str, Path], tmp_path: Path) -> Path:
+    return Path(shutil.copytree(built["bm25"], tmp_path / "bm25"))
+
+
+@pytest.fixture
+def plain_index(built: dict[str, Path], tmp_path: Path) -> Path:
+    return Path(shutil.copytree(built["none"], tmp_path / "none"))
+
+
 def lexical_run(path: Path, **search) -> list[list[tuple[str, float]]]:
     s = Searcher.open(path)
     return [
@@ -57,11 +75,11 @@ def assert_same_run(a, b):
         assert [s for _, s in hits_a] == pytest.approx([s for _, s in hits_b], rel=1e-5)
 
 
-def test_bm25_scores_equal_bm25s(tmp_path):
+def test_bm25_scores_equal_bm25s(built):
     import bm25s
     import Stemmer
 
-    path = build(tmp_path, records())
+    path = built["bm25"]
     texts = [f"{r['title']} {r['text']}" for r in records()]
     stemmer = Stemmer.Stemmer("english")
     reference = bm25s.BM25()  # Lucene BM25, k1=1.5, b=0.75: what the manifest records
@@ -78,8 +96,8 @@ def test_bm25_scores_equal_bm25s(tmp_path):
     }  # fmt: skip
 
 
-def test_lexical_finds_an_exact_term_the_dense_model_misses(tmp_path):
-    s = Searcher.open(build(tmp_path, records()))
+def test_lexical_finds_an_exact_term_the_dense_model_misses(built):
+    s = Searcher.open(built["bm25"])
     dense = [h.id for h in s.search("Wojciechowski", k=3, rerank=False, mode="dense")]
     lexical = s.search("Wojciechowski", k=3, rerank=False, mode="lexical")
     hybrid = s.search("Wojciechowski", k=3, rerank=False)  # hybrid: the default with BM25
@@ -88,9 +106,9 @@ def test_lexical_finds_an_exact_term_the_dense_model_misses(tmp_path):
     assert hybrid[0].id == "garden" and hybrid.mode == "hybrid" and lexical.mode == "lexical"
 
 
-def test_scores_do_not_depend_on_segments_deletes_or_compact(tmp_path):
+def test_scores_do_not_depend_on_segments_deletes_or_compact(built, tmp_path):
     recs = records()
-    whole = build(tmp_path, recs, "whole")
+    whole = built["bm25"]
     split = build(tmp_path, recs[:6], "split")
     with IndexWriter.open(split) as w:
         w.add_corpus(write_jsonl(tmp_path / "rest.jsonl", recs[6:]))
@@ -109,8 +127,8 @@ def test_scores_do_not_depend_on_segments_deletes_or_compact(tmp_path):
     verify_index(split)
 
 
-def test_upsert_replaces_the_lexical_terms_too(tmp_path):
-    path = build(tmp_path, records())
+def test_upsert_replaces_the_lexical_terms_too(bm25_index):
+    path = bm25_index
     with IndexWriter.open(path) as w:
         w.upsert([Document("garden", "Weeding between the carrots.", "Spring gardening")])
     s = Searcher.open(path)
@@ -120,8 +138,8 @@ def test_upsert_replaces_the_lexical_terms_too(tmp_path):
     ]
 
 
-def test_tombstones_and_filters_apply_to_lexical_hits(tmp_path):
-    path = build(tmp_path, records())
+def test_tombstones_and_filters_apply_to_lexical_hits(bm25_index):
+    path = bm25_index
     s = Searcher.open(path)
     for mode in ("lexical", "hybrid"):
         hits = s.search(
@@ -137,8 +155,8 @@ def test_tombstones_and_filters_apply_to_lexical_hits(tmp_path):
             assert not ids & {"garden", "insulin"}
 
 
-def test_weighted_fusion_and_its_parameters(tmp_path):
-    s = Searcher.open(build(tmp_path, records()))
+def test_weighted_fusion_and_its_parameters(built):
+    s = Searcher.open(built["bm25"])
     lexical_only = s.search("Wojciechowski", k=3, rerank=False, fusion="weighted", weight=0.0)
     dense_only = s.search("Wojciechowski", k=3, rerank=False, fusion="weighted", weight=1.0)
     assert lexical_only[0].id == "garden" and lexical_only[0].score == pytest.approx(1.0)
@@ -149,8 +167,8 @@ def test_weighted_fusion_and_its_parameters(tmp_path):
         s.search("x", mode="sparse")
 
 
-def test_an_index_without_lexical_data_names_the_fix(tmp_path):
-    path = build(tmp_path, records(), lexical="none")
+def test_an_index_without_lexical_data_names_the_fix(built):
+    path = built["none"]
     s = Searcher.open(path)
     assert s.manifest.lexical is None
     assert not any(role.endswith("/lexical") for role in s.manifest.files)
@@ -191,8 +209,8 @@ def test_cli_index_and_query_options(tmp_path):
     assert bad.exit_code == 1 and "choose one of: bm25, splade, none" in bad.output
 
 
-def test_verify_checks_the_lexical_file(tmp_path):
-    path = build(tmp_path, records())
+def test_verify_checks_the_lexical_file(bm25_index):
+    path = bm25_index
     manifest = json.loads((path / "manifest.json").read_text())
     lexical = path / manifest["files"]["s000001/lexical"]["path"]
     data = bytearray(lexical.read_bytes())
@@ -202,8 +220,8 @@ def test_verify_checks_the_lexical_file(tmp_path):
         verify_index(path)
 
 
-def test_a_format_2_index_opens_as_dense_only(tmp_path):
-    path = build(tmp_path, records(), lexical="none")
+def test_a_format_2_index_opens_as_dense_only(plain_index):
+    path = plain_index
     manifest = json.loads((path / "manifest.json").read_text())
     manifest["format_version"] = 2
     del manifest["lexical"]
