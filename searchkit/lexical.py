@@ -156,15 +156,12 @@ class PostingsBuilder:
             cols.append(terms)
             counts.append(n)
         lengths = np.asarray([len(doc) for doc in ids])
-        return (*(np.concatenate(p or [np.empty(0, np.int64)]) for p in (rows, cols, counts)),
-                lengths)  # fmt: skip
+        return _joined(rows), _joined(cols), _joined(counts), lengths
 
     def build(self) -> Postings:
-        empty = np.empty(0, dtype=np.int64)
-        rows, cols, values = (
-            np.concatenate([part[i] for part in self._parts] or [empty]) for i in range(3)
-        )
+        rows, cols, values = (_joined([part[i] for part in self._parts]) for i in range(3))
         width = len(self._vocab) if self.kind == "bm25" else self._splade.vocab_size
+        width = max(width, int(cols.max(initial=-1)) + 1)
         order = np.lexsort((rows, cols))
         indptr = np.zeros(width + 1, dtype=np.int64)
         np.cumsum(np.bincount(cols, minlength=width), out=indptr[1:])
@@ -173,6 +170,10 @@ class PostingsBuilder:
         vocab = self._vocab if self.kind == "bm25" else None
         return Postings(indptr, rows[order].astype(np.int32), values[order].astype(dtype),
                         lengths, vocab)  # fmt: skip
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
 
 class SparseRetriever:
