@@ -194,7 +194,7 @@ def reader_window(searchers: list, texts: list[str], args: Any, refresh: bool) -
     """A thread per searcher searching for ``args.seconds``, refresh() before each query."""
     for searcher in searchers:
         for text in texts[:WARMUP]:
-            searcher.search(text, args.k, rerank=False)
+            searcher.search(text, args.k, rerank=False, mode="dense")
     deadline = time.perf_counter() + args.seconds
 
     def run(n: int) -> tuple[list[float], list[float]]:
@@ -203,7 +203,7 @@ def reader_window(searchers: list, texts: list[str], args: Any, refresh: bool) -
             if refresh and (switch := common.timed(searcher.refresh))[0]:
                 refreshes.append(switch[1])
             searches.append(common.timed(searcher.search, texts[i % len(texts)], args.k,
-                                         rerank=False)[1])  # fmt: skip
+                                         rerank=False, mode="dense")[1])  # fmt: skip
             i += 1
         return searches, refreshes
 
@@ -344,12 +344,14 @@ def measure(cases: list[Case], texts: list[str], queries: np.ndarray, ids: list[
         truth = [{ids[r] for r in rows[t]} for t in top]
         stats.append({"truth": truth, "ok": {ids[r] for r in rows}, "times": [], "hits": []})
         for text in texts[:WARMUP]:
-            searcher.search(text, k, rerank=False, where=where)
+            searcher.search(text, k, rerank=False, where=where, mode="dense")
     for q, text in enumerate(texts):
         for c in np.roll(np.arange(len(cases)), -q).tolist():
             (label, searcher, _, where), s = cases[c], stats[c]
             with exact_rows(label["exact_rows"]):
-                found, seconds = common.timed(searcher.search, text, k, rerank=False, where=where)
+                found, seconds = common.timed(
+                    searcher.search, text, k, rerank=False, where=where, mode="dense"
+                )
             s["times"].append(seconds)
             s["hits"].append({h.id for h in found})
     return [{**case[0], **scores(s, k)} for case, s in zip(cases, stats, strict=True)]

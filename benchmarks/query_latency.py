@@ -112,11 +112,14 @@ def _measure(searcher: Any, base: Baseline, texts: list[str], args: Any) -> dict
     k, modes = args.k, {}
     single = common.cycle(texts, args.queries)
     modes["retrieve"] = _paired(
-        lambda q: searcher.search(q, k, rerank=False), lambda q: base.retrieve([q], k), single, args
+        lambda q: searcher.search(q, k, rerank=False, mode="dense"),
+        lambda q: base.retrieve([q], k),
+        single,
+        args,
     )
     for c in args.candidates:
         modes[f"retrieve+rerank@{c}"] = _paired(
-            lambda q, c=c: searcher.search(q, k, candidates=c),
+            lambda q, c=c: searcher.search(q, k, candidates=c, mode="dense"),
             lambda q, c=c: base.rerank([q], k, c),
             common.cycle(texts, args.rerank_queries),
             args,
@@ -125,7 +128,7 @@ def _measure(searcher: Any, base: Baseline, texts: list[str], args: Any) -> dict
     groups = common.cycle(texts, size * args.batches)
     batches = [groups[i : i + size] for i in range(0, len(groups), size)]
     modes[f"batch of {size} (retrieve)"] = _paired(
-        lambda b: searcher.search_batch(b, k, rerank=False),
+        lambda b: searcher.search_batch(b, k, rerank=False, mode="dense"),
         lambda b: base.retrieve(b, k),
         batches,
         args,
