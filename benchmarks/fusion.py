@@ -11,7 +11,6 @@ the same run: dense alone and lexical alone.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 import benchdata
@@ -24,9 +23,7 @@ NAME = "fusion"
 def main() -> None:
     parser = common.make_parser(NAME, __doc__)
     common.add_dataset(parser)
-    parser.add_argument(
-        "--index", type=Path, default=None, help="index folder (default: indexes/DATASET)"
-    )
+    common.add_index(parser)
     parser.add_argument("--depth", type=int, default=100, help="hits per first stage and run")
     parser.add_argument(
         "--rrf-k", type=common.int_list, default=[1, 10, 20, 40, 60, 100, 200], help="RRF k"

@@ -24,12 +24,7 @@ def main() -> None:
     parser = common.make_parser(NAME, __doc__)
     common.add_dataset(parser)
     common.add_reranker(parser)
-    parser.add_argument(
-        "--index",
-        type=Path,
-        default=None,
-        help="index folder (default: indexes/DATASET; built when it does not hold it)",
-    )
+    common.add_index(parser)
     parser.add_argument("--rebuild", action="store_true", help="rebuild the index at --index")
     parser.add_argument("--backend", default="faiss", help="backend of a built index")
     parser.add_argument("--kind", default=None, help="kind of a built index")

@@ -11,7 +11,6 @@ alternating which goes first.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 import benchdata
@@ -24,9 +23,7 @@ def main() -> None:
     parser = common.make_parser(NAME, __doc__)
     common.add_dataset(parser)
     common.add_reranker(parser)
-    parser.add_argument(
-        "--index", type=Path, default=None, help="index folder (default: indexes/DATASET)"
-    )
+    common.add_index(parser)
     parser.add_argument("--queries", type=int, default=10, help="test queries timed per depth")
     parser.add_argument(
         "--candidates", type=common.int_list, default=[20, 50, 100], help="rerank depths"
