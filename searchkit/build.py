@@ -79,9 +79,12 @@ def build_index(
         model: bi-encoder (folder, hub name, or ``all-MiniLM-L6-v2``).
         reranker: CrossEncoder recorded as the index's default reranker.
         backend: ``faiss``, ``hnswlib`` or ``exact``.
-        kind: ``flat``, ``hnsw`` or ``ivf`` (default: the backend's first).
+        kind: ``flat``, ``hnsw`` or ``ivf``; with faiss also the compact vector kinds ``sq8``
+            (8-bit scalar quantized), ``binary`` and ``binary-hnsw`` (sign bits), whose top
+            ``rescore`` candidates are rescored with the float vectors (default: the
+            backend's first).
         params: build/search parameters (``m``, ``ef_construction``, ``ef_search``, ``nlist``,
-            ``nprobe``); None values take the defaults.
+            ``nprobe``, ``rescore``); None values take the defaults.
         id_field: the corpus' id field (default ``_id``, else ``id``).
         skip_invalid: skip bad lines (reported in the result) instead of failing.
         force: replace an existing index at ``out``.

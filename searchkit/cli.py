@@ -33,6 +33,10 @@ IndexOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")]
 EfSearchOpt = Annotated[int | None, typer.Option(help="HNSW search breadth (hnsw indexes).")]
 NprobeOpt = Annotated[int | None, typer.Option(help="IVF lists to visit per query (ivf indexes).")]
+RescoreOpt = Annotated[
+    int | None,
+    typer.Option(help="Candidates rescored with float vectors (sq8, binary kinds; 0: off)."),
+]
 
 
 @contextmanager
@@ -67,13 +71,18 @@ def index(
         str, typer.Option(help="Vector backend: faiss, hnswlib or exact.")
     ] = "faiss",
     kind: Annotated[
-        str | None, typer.Option(help="flat, hnsw or ivf [default: faiss flat, hnswlib hnsw].")
+        str | None,
+        typer.Option(
+            help="flat, hnsw, ivf; compact vectors (faiss): sq8, binary, binary-hnsw "
+            "[default: faiss flat, hnswlib hnsw]."
+        ),
     ] = None,
     m: Annotated[int | None, typer.Option("--m", help="HNSW links per node [32].")] = None,
     ef_construction: Annotated[int | None, typer.Option(help="HNSW build breadth [200].")] = None,
     ef_search: EfSearchOpt = None,
     nlist: Annotated[int | None, typer.Option(help="IVF lists [about 4*sqrt(docs)].")] = None,
     nprobe: NprobeOpt = None,
+    rescore: RescoreOpt = None,
     id_field: Annotated[str | None, typer.Option(help="Id field [_id, else id].")] = None,
     skip_invalid: Annotated[
         bool, typer.Option(help="Skip bad lines and report them instead of failing.")
@@ -104,6 +113,7 @@ def index(
         "ef_search": ef_search,
         "nlist": nlist,
         "nprobe": nprobe,
+        "rescore": rescore,
     }
     with _errors():
         build = build_index
@@ -144,6 +154,7 @@ def query(
     ] = None,
     ef_search: EfSearchOpt = None,
     nprobe: NprobeOpt = None,
+    rescore: RescoreOpt = None,
     verify: Annotated[bool, typer.Option(help="Check file checksums on open.")] = True,
     ray: Annotated[
         str | None,
@@ -166,7 +177,7 @@ def query(
         searcher = Searcher.open(path, reranker=reranker, verify=verify, ray_address=ray)
         hits = searcher.search(
             text, k, rerank=rerank, candidates=candidates, where=where,
-            ef_search=ef_search, nprobe=nprobe,
+            ef_search=ef_search, nprobe=nprobe, rescore=rescore,
         )  # fmt: skip
     print_hits(path, hits, searcher.reranker.name, as_json=as_json)
 

@@ -97,7 +97,8 @@ def request_models(
     """SearchRequest, BatchRequest, UpsertRequest and DeleteRequest bounded by ``limits``.
 
     ``search_params`` are the query-time options of the index's backend (``ef_search`` for
-    HNSW, ``nprobe`` for IVF); the others are left out, so the spec offers only what applies.
+    HNSW, ``nprobe`` for IVF, ``rescore`` for compact vectors); the others are left out, so the
+    spec offers only what applies.
     """
     query = Annotated[str, Field(min_length=1, max_length=limits.max_query_chars)]
     where = Annotated[
@@ -119,6 +120,10 @@ def request_models(
     tuning = {
         "ef_search": (int | None, Field(None, ge=1, le=10_000, description="HNSW search breadth")),
         "nprobe": (int | None, Field(None, ge=1, le=100_000, description="IVF lists to visit")),
+        "rescore": (
+            int | None,
+            Field(None, ge=0, le=10_000, description="compact-vector candidates rescored"),
+        ),
     }
     options.update({name: spec for name, spec in tuning.items() if name in search_params})
     document = create_model(

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from searchkit.backends.base import pad
+from searchkit.backends.base import pad, search_params
 from searchkit.backends.exact import top_k
+from searchkit.backends.rescore import search_rescored
 from searchkit.defaults import DEFAULT_CANDIDATES, DEFAULT_K
 from searchkit.encode import Encoder
 from searchkit.errors import (
@@ -130,6 +131,7 @@ class Searcher:
         where: Where | None = None,
         ef_search: int | None = None,
         nprobe: int | None = None,
+        rescore: int | None = None,
     ) -> Hits:
         """The top ``k`` hits for ``query``.
 
@@ -142,6 +144,8 @@ class Searcher:
                 ``{"source": "pubmed"}`` (see ``searchkit.filters``).
             ef_search: HNSW search breadth for this query (hnsw indexes).
             nprobe: IVF lists to visit for this query (ivf indexes).
+            rescore: candidates of a compact index (sq8, binary) rescored with the float
+                vectors for this query; 0 keeps the compact scores.
         """
         return self.search_batch(
             [query],
@@ -151,6 +155,7 @@ class Searcher:
             where=where,
             ef_search=ef_search,
             nprobe=nprobe,
+            rescore=rescore,
         )[0]
 
     def search_batch(
@@ -163,6 +168,7 @@ class Searcher:
         where: Where | None = None,
         ef_search: int | None = None,
         nprobe: int | None = None,
+        rescore: int | None = None,
     ) -> list[Hits]:
         """``search`` for many queries, embedded, retrieved and reranked in shared batches."""
         _check_args(queries, k, candidates)
@@ -170,7 +176,7 @@ class Searcher:
             return []
         reranker = self._usable_reranker() if rerank else None
         depth = max(k, candidates) if reranker else k
-        overrides = {"ef_search": ef_search, "nprobe": nprobe}
+        overrides = {"ef_search": ef_search, "nprobe": nprobe, "rescore": rescore}
         pools, docs = self._candidates(queries, depth, where, overrides)
         if reranker is None:
             return [
@@ -287,15 +293,17 @@ def _segment_top(
     allow: np.ndarray | None,
     overrides: dict[str, int | None],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One segment's top ``depth`` rows among ``allow``: the backend's own filter, or an exact
-    scan of the stored vectors when few rows qualify or the backend came back short."""
+    """One segment's top ``depth`` rows among ``allow``: the backend's own filter (compact
+    vectors rescored with the stored ones), or an exact scan of the stored vectors when few
+    rows qualify or the backend came back short."""
+    search_params(seg.index, depth, overrides)  # bad options fail even on an exact scan
     if allow is None:
-        return seg.index.search(queries, depth, **overrides)
+        return search_rescored(seg.index, seg.vectors, queries, depth, **overrides)
     count = int(np.count_nonzero(allow))
     if count <= EXACT_ROWS:
         return _exact(seg, queries, depth, allow)
     widened = _widened(seg.index.params, overrides, count / len(allow))
-    scores, rows = seg.index.search(queries, depth, allow=allow, **widened)
+    scores, rows = search_rescored(seg.index, seg.vectors, queries, depth, allow=allow, **widened)
     short = np.count_nonzero(rows >= 0, axis=1) < min(depth, count)
     if short.any():  # a selective filter starved the approximate search
         scores[short], rows[short] = _exact(seg, queries[short], depth, allow)

@@ -117,7 +117,7 @@ class Service:
 
     @property
     def search_params(self) -> set[str]:
-        """The query-time options of the index's backend: ``ef_search``, ``nprobe`` or none."""
+        """The index's query-time options (``ef_search``, ``nprobe``, ``rescore``) or none."""
         return SEARCH_PARAMS & set(self.searcher.manifest.backend["params"])
 
     @property
