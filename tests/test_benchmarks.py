@@ -183,3 +183,23 @@ def test_ray_ingest(tiny_beir: Path, tmp_path: Path) -> None:
     assert ray_run["shards"] == 2
     assert ray_run["documents"] == base["documents"] == 30 and ray_run["blocks"] == 4
     assert base["embed_vs_baseline"] == 1.0 and ray_run["end_to_end_vs_baseline"] > 0
+
+
+def test_compact(tiny_beir: Path, tmp_path: Path) -> None:
+    index = tmp_path / "index"
+    r = run_script(
+        "compact", tmp_path,
+        "--dataset", str(tiny_beir), "--index", str(index), "--rescore", "0,20",
+        "--repeat", "1", "--threads", "1",
+    )  # fmt: skip
+    assert r["documents"] == 30 and r["queries"] == 5
+    assert set(r) >= {"float32 flat", "float32 hnsw", "sq8", "binary", "binary hnsw"}
+    flat = r["float32 flat"]["points"][0]
+    assert flat["recall_at_10"] == 1.0 and flat["latency_vs_exact"] == pytest.approx(1.0)
+    assert r["binary"]["bytes_per_vector"] < 50 and r["binary"]["float32_over_this"] > 30
+    for label in ("sq8", "binary", "binary hnsw"):
+        points = {p["rescore"]: p for p in r[label]["points"]}
+        assert set(points) == {0, 20}
+        # 20 rescored of 30 documents: the float top 10 is found again
+        assert points[20]["recall_at_10"] >= 0.9
+        assert points[20]["ndcg_vs_float"] == pytest.approx(1.0, abs=0.05)
