@@ -37,7 +37,10 @@ def main() -> None:
     parser = common.make_parser(NAME, __doc__)
     common.add_dataset(parser)
     parser.add_argument(
-        "--index", type=Path, default=None, help="index whose stored vectors to use (no deletions)"
+        "--index",
+        type=Path,
+        default=None,
+        help="index whose stored vectors to use, as it is (built if missing; no deletions)",
     )
     parser.add_argument(
         "--synthetic", type=int, default=None,
@@ -98,7 +101,8 @@ def _dataset(args: Any) -> tuple[np.ndarray, np.ndarray, tuple, str]:
     from searchkit.encode import Encoder
 
     data = benchdata.load_dataset(args.dataset, args.split, args.limit)
-    path = args.index or benchdata.bench_index(data)
+    given = args.index is not None and (args.index / "manifest.json").is_file()
+    path = args.index if given else benchdata.bench_index(data, args.index)
     ids = list(Searcher(path, verify=False).ids())
     common.note(f"embedding {len(data.queries)} queries")
     encoder = Encoder(Manifest.read(path).encoder["name"])
