@@ -2,7 +2,7 @@
 scalar-quantized and binary (sign-bit) indexes, with their top candidates rescored by the
 float32 vectors kept on disk, against exact float32 search.
 
-Every index is one of searchkit's own (``get_backend("faiss").create/train/add``), searched the
+Every index is one of searchkit's own (``get_backend(name).create/train/add``), searched the
 way the searcher searches a segment (``search_rescored`` with the memory-mapped vectors.f32).
 Vectors are an index's stored ones (no re-embedding); queries are embedded once (or, with
 ``--synthetic N``, ann.py's synthetic vectors: recall and speed at scale, no nDCG). Memory is the
@@ -23,13 +23,14 @@ import numpy as np
 
 NAME = "compact"
 K = 10
-# (label, kind); "flat" is float32 exact search: the ground truth and the speed baseline
+# (label, backend, kind); the first, float32 exact search, is the truth and the speed baseline
 FORMATS = [
-    ("float32 flat", "flat"),
-    ("float32 hnsw", "hnsw"),
-    ("sq8", "sq8"),
-    ("binary", "binary"),
-    ("binary hnsw", "binary-hnsw"),
+    ("float32 flat", "faiss", "flat"),
+    ("float32 numpy", "exact", "flat"),
+    ("float32 hnsw", "faiss", "hnsw"),
+    ("sq8", "faiss", "sq8"),
+    ("binary", "faiss", "binary"),
+    ("binary hnsw", "faiss", "binary-hnsw"),
 ]
 
 
@@ -55,11 +56,16 @@ def main() -> None:
     vectors, queries, judged, source = _inputs(args)
     results: dict[str, Any] = {"source": source, "documents": len(vectors), "queries": len(queries)}
     base: dict[str, Any] = {}  # float32 flat, the first format: truth, nDCG and seconds
-    for label, kind in FORMATS:
-        if label in args.skip.split(",") and kind != "flat":
+    for label, backend, kind in FORMATS:
+        if label in args.skip.split(",") and label != FORMATS[0][0]:
             continue
-        index = _build(kind, vectors)
-        entry = {"kind": kind, **_memory(index, len(vectors), vectors.shape[1]), "points": []}
+        index = _build(backend, kind, vectors)
+        entry = {
+            "backend": backend,
+            "kind": kind,
+            **_memory(index, len(vectors), vectors.shape[1]),
+            "points": [],
+        }
         for depth in args.rescore if "rescore" in index.params else [0]:
             found, seconds = _search(index, vectors, queries, depth, args.repeat)
             ndcg = _ndcg(found, judged) if judged else None
@@ -111,17 +117,17 @@ def _dataset(args: Any) -> tuple[np.ndarray, np.ndarray, tuple, str]:
     return benchdata.index_vectors(path), queries, judged, f"{data.name} vectors from {path}"
 
 
-def _build(kind: str, vectors: np.ndarray) -> Any:
+def _build(backend: str, kind: str, vectors: np.ndarray) -> Any:
     from searchkit.backends import get_backend
 
-    index = get_backend("faiss").create(vectors.shape[1], kind, {}, len(vectors))
+    index = get_backend(backend).create(vectors.shape[1], kind, {}, len(vectors))
     index.train(np.asarray(vectors))
     index.add(np.asarray(vectors))
     return index
 
 
 def _memory(index: Any, count: int, dim: int) -> dict[str, float]:
-    saved = benchdata.workdir() / "index.faiss"
+    saved = benchdata.workdir() / "index.saved"
     index.save(saved)
     per_vector = saved.stat().st_size / count
     saved.unlink()
@@ -170,7 +176,7 @@ def _table(results: dict[str, Any]) -> common.Table:
         "of the memory-mapped float32 vectors (on disk, page cache). recall@10 against exact "
         "float32 search.",
     )  # fmt: skip
-    for label, _ in FORMATS:
+    for label, _, _ in FORMATS:
         entry = results.get(label, {"points": []})
         for p in entry["points"]:
             pct = None if p["ndcg_vs_float"] is None else 100 * p["ndcg_vs_float"]
