@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,11 +116,10 @@ def test_binary_index_searches_like_flat_with_float_scores(indexes):
     flat, binary = indexes
     m = verify_index(binary)
     assert (m.backend["kind"], m.backend["params"]) == ("binary", {"rescore": 200})
-    assert all(
-        not role.endswith(("/index", "/vectors"))
-        or entry.path.endswith(("index.faiss", "vectors.f32"))
-        for role, entry in m.files.items()
-    )
+    # no new files: the compact index is the segment's index.faiss, beside its float vectors
+    assert sorted(Path(f.path).name for f in m.files.values()) == [
+        "docs.parquet", "fields.parquet", "index.faiss", "vectors.f32"
+    ]  # fmt: skip
     a, b = Searcher.open(flat), Searcher.open(binary)
     queries = list(QUERIES)
     for got, want in zip(
@@ -129,10 +129,8 @@ def test_binary_index_searches_like_flat_with_float_scores(indexes):
         assert [h.id for h in got] == [h.id for h in want]
         np.testing.assert_allclose([h.score for h in got], [h.score for h in want], atol=1e-5)
     top = b.search(queries[0], 3, rerank=False, rescore=0)[0]  # sign-bit scores, not rescored
-    assert (
-        top.id == QUERIES[queries[0]]
-        and top.score != a.search(queries[0], 1, rerank=False)[0].score
-    )
+    assert top.id == QUERIES[queries[0]]
+    assert top.score != a.search(queries[0], 1, rerank=False)[0].score
 
 
 def test_binary_index_respects_filters_and_tombstones(indexes, tmp_path):
@@ -170,3 +168,17 @@ def test_cli_kind_and_rescore_pass_through(indexes, tmp_path):
     assert json.loads(done.stdout)["hits"][0]["id"] == "sourdough"
     done = run("query", "tides", "-i", str(indexes[0]), "--no-rerank", "--rescore", "3")
     assert done.returncode == 1 and "rescore does not apply" in done.stderr
+
+
+def test_server_requests_offer_rescore_only_for_compact_indexes():
+    from pydantic import ValidationError
+
+    from searchkit.schemas import Limits, request_models
+
+    compact = request_models(Limits(), {"rescore"})["SearchRequest"]
+    assert compact(query="tides", rescore=0).rescore == 0
+    with pytest.raises(ValidationError):
+        compact(query="tides", rescore=-1)
+    flat = request_models(Limits(), set())["SearchRequest"]
+    with pytest.raises(ValidationError):
+        flat(query="tides", rescore=10)
