@@ -37,12 +37,7 @@ FORMATS = [
 def main() -> None:
     parser = common.make_parser(NAME, __doc__)
     common.add_dataset(parser)
-    parser.add_argument(
-        "--index",
-        type=Path,
-        default=None,
-        help="index whose stored vectors to use, as it is (built if missing; no deletions)",
-    )
+    parser.add_argument("--index", type=Path, help="index whose vectors to use (built if missing)")
     parser.add_argument(
         "--synthetic", type=int, default=None,
         help="N synthetic vectors (as ann.py's) and 300 queries instead: speed at scale, no nDCG",
