@@ -63,6 +63,8 @@ FILLER = [
 EXTRA_QUERIES = ["the physics of violins", "how bees make honey", "a short note on tea"]
 SHARDS, BLOCK_DOCS = 2, 4
 AUTH_MODE = "RAY_AUTH_MODE"
+# how long a Ray node may take to start; minutes on a 2-core machine loaded with other work
+NODE_START_SECONDS = 300
 
 
 def corpus_records() -> list[dict]:
@@ -177,7 +179,7 @@ def cluster() -> Iterator[str]:
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + NODE_START_SECONDS
     while True:
         assert proc.poll() is None, log.read_text()
         try:
@@ -189,7 +191,7 @@ def _wait_for_port(port: int, proc: subprocess.Popen, log: Path) -> None:
 
 
 def _wait_for_nodes(count: int, procs: list[subprocess.Popen], temp: Path) -> None:
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + NODE_START_SECONDS
     while sum(n["Alive"] for n in ray.nodes()) < count:
         logs = "\n".join(log.read_text() for log in sorted(temp.glob("*.log")))
         assert all(p.poll() is None for p in procs), logs
