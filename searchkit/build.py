@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -14,12 +15,18 @@ from typing import Any
 from searchkit._version import __version__
 from searchkit.backends import DEFAULT_KIND, get_backend
 from searchkit.backends.base import resolve_params
-from searchkit.commit import SEGMENTS, install_segment, segment_name, staging_segment, switch
+from searchkit.commit import (
+    SEGMENTS,
+    install_segment,
+    publish,
+    segment_name,
+    staging_segment,
+    switch,
+)
 from searchkit.corpus import CorpusReader, SkippedLine
 from searchkit.defaults import DEFAULT_LEXICAL, DEFAULT_SPLADE
 from searchkit.encode import Encoder
 from searchkit.errors import IndexError_, IndexExists
-from searchkit.fsio import fsync_dir, fsync_tree
 from searchkit.lexical import PostingsBuilder, lexical_config
 from searchkit.lock import WriterLock
 from searchkit.manifest import MANIFEST, Manifest
@@ -77,9 +84,12 @@ def build_index(
         model: bi-encoder (folder, hub name, or ``all-MiniLM-L6-v2``).
         reranker: CrossEncoder recorded as the index's default reranker.
         backend: ``faiss``, ``hnswlib`` or ``exact``.
-        kind: ``flat``, ``hnsw`` or ``ivf`` (default: the backend's first).
+        kind: ``flat``, ``hnsw`` or ``ivf``; with faiss also the compact vector kinds ``sq8``
+            (8-bit scalar quantized), ``binary`` and ``binary-hnsw`` (sign bits), whose top
+            ``rescore`` candidates are rescored with the float vectors (default: the
+            backend's first).
         params: build/search parameters (``m``, ``ef_construction``, ``ef_search``, ``nlist``,
-            ``nprobe``); None values take the defaults.
+            ``nprobe``, ``rescore``); None values take the defaults.
         lexical: the sparse first stage stored beside the vectors: ``bm25``, ``splade``
             or ``none`` (see ``searchkit.lexical``).
         splade_model: the SparseEncoder of ``lexical="splade"``.
@@ -101,12 +111,12 @@ def build_index(
     splade = splade_for(terms)
     reader = CorpusReader(corpus, id_field=id_field, skip_invalid=skip_invalid)
     with WriterLock(out):
-        previous = _check_target(out, force)
+        previous = check_target(out, force)
         encoder = Encoder(model, batch_size=batch_size)
         encoder.model  # noqa: B018 - load the models before the progress bar starts
         if splade is not None:
             splade.model  # noqa: B018
-        root = out if previous is not None else _staging_dir(out)
+        root = out if previous is not None else staging_dir(out)
         number = _next_segment(out) if previous is not None else 1
         name = segment_name(number)
         staged = staging_segment(root, name)
@@ -174,12 +184,14 @@ def _write(
     return written, marks[-1] - marks[0]
 
 
-def _check_target(out: Path, force: bool) -> int | None:
+def check_target(out: Path, force: bool) -> int | None:
     """The version of the index at ``out`` (None if there is none, 0 if unreadable); refuse
-    to replace it unless forced."""
+    to replace it unless forced, and never replace a folder that is not an index. A plain
+    build and a Ray ingest (``searchkit.distributed``) may replace each other's indexes."""
     if out.exists() and not out.is_dir():
         raise IndexExists(f"{out} is a file, not an index folder; choose another output path")
-    if not (out / MANIFEST).exists():
+    path = out / MANIFEST
+    if not path.exists():
         if out.exists() and any(out.iterdir()):
             raise IndexExists(
                 f"{out} exists and is not a searchkit index; choose another output path"
@@ -187,10 +199,11 @@ def _check_target(out: Path, force: bool) -> int | None:
         return None
     if not force:
         raise IndexExists(f"{out} already holds an index; pass --force (force=True) to replace it")
-    try:
-        return Manifest.read(out).version
-    except IndexError_:  # an unreadable or older index being replaced on purpose
+    try:  # only the version: the index may be sharded, of an older format, or unreadable
+        version = json.loads(path.read_text(encoding="utf-8"))["version"]
+    except (OSError, ValueError, TypeError, KeyError):
         return 0
+    return version if isinstance(version, int) else 0
 
 
 def _next_segment(out: Path) -> int:
@@ -203,7 +216,7 @@ def _next_segment(out: Path) -> int:
         return max(used, default=0) + 1
 
 
-def _staging_dir(out: Path) -> Path:
+def staging_dir(out: Path) -> Path:
     """A fresh hidden sibling of ``out``; leftovers of killed builds are removed first (the
     caller holds the writer lock, so no other build is running)."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -223,11 +236,5 @@ def _commit(root: Path, out: Path, manifest: Manifest) -> None:
     """
     if root == out:
         switch(out, manifest)
-        return
-    manifest.write(root)
-    fsync_tree(root)
-    try:
-        os.rename(root, out)
-    except OSError:
-        raise IndexExists(f"{out} was created by someone else during the build") from None
-    fsync_dir(out.parent)
+    else:
+        publish(root, out, manifest)

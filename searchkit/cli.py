@@ -6,6 +6,7 @@ import json
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -54,6 +55,10 @@ LexicalOpt = Annotated[
     str, typer.Option(help="Lexical first stage stored in the index: bm25, splade or none.")
 ]
 SpladeOpt = Annotated[str, typer.Option(help="SparseEncoder for --lexical splade.")]
+RescoreOpt = Annotated[
+    int | None,
+    typer.Option(help="Candidates rescored with float vectors (sq8, binary kinds; 0: off)."),
+]
 
 
 @contextmanager
@@ -88,15 +93,26 @@ def index(
         str, typer.Option(help="Vector backend: faiss, hnswlib or exact.")
     ] = "faiss",
     kind: Annotated[
-        str | None, typer.Option(help="flat, hnsw or ivf [default: faiss flat, hnswlib hnsw].")
+        str | None,
+        typer.Option(
+            help="flat, hnsw, ivf; compact vectors (faiss): sq8, binary, binary-hnsw "
+            "[default: faiss flat, hnswlib hnsw]."
+        ),
     ] = None,
     m: Annotated[int | None, typer.Option("--m", help="HNSW links per node [32].")] = None,
     ef_construction: Annotated[int | None, typer.Option(help="HNSW build breadth [200].")] = None,
     ef_search: EfSearchOpt = None,
     nlist: Annotated[int | None, typer.Option(help="IVF lists [about 4*sqrt(docs)].")] = None,
     nprobe: NprobeOpt = None,
-    lexical: LexicalOpt = DEFAULT_LEXICAL,
+    lexical: Annotated[
+        str | None,
+        typer.Option(
+            help="Lexical first stage stored in the index: bm25, splade or none "
+            "[bm25; none with --ray: a sharded index holds vectors only]."
+        ),
+    ] = None,
     splade_model: SpladeOpt = DEFAULT_SPLADE,
+    rescore: RescoreOpt = None,
     id_field: Annotated[str | None, typer.Option(help="Id field [_id, else id].")] = None,
     skip_invalid: Annotated[
         bool, typer.Option(help="Skip bad lines and report them instead of failing.")
@@ -104,10 +120,21 @@ def index(
     batch_size: Annotated[int, typer.Option(help="Texts per encoder batch.")] = 32,
     force: Annotated[bool, typer.Option(help="Replace an existing index.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray", help="Ingest on a Ray cluster: auto, local or ray://host:port (sharded)."
+        ),
+    ] = None,
+    shards: Annotated[int | None, typer.Option(help="Shards to write (with --ray) [1].")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Embedding actors (with --ray; default: one per CPU).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Build an index from a corpus, e.g. searchkit index corpus.jsonl --backend hnswlib"""
     from searchkit.build import build_index
+    from searchkit.errors import InvalidParameter
     from searchkit.report import print_build
 
     params = {
@@ -116,12 +143,25 @@ def index(
         "ef_search": ef_search,
         "nlist": nlist,
         "nprobe": nprobe,
+        "rescore": rescore,
     }
     with _errors():
-        report = build_index(
+        if ray is not None:
+            from searchkit.distributed import ingest
+
+            build = partial(
+                ingest, shards=shards or 1, address=ray, workers=workers, lexical=lexical or "none"
+            )
+        elif (shards, workers) != (None, None):
+            raise InvalidParameter("--shards and --workers need --ray ADDRESS")
+        else:
+            build = partial(
+                build_index, lexical=lexical or DEFAULT_LEXICAL, splade_model=splade_model
+            )
+        report = build(
             corpus, out, model=model, reranker=reranker, backend=backend, kind=kind,
-            params=params, lexical=lexical, splade_model=splade_model, id_field=id_field,
-            skip_invalid=skip_invalid, batch_size=batch_size, force=force, progress=progress,
+            params=params, id_field=id_field, skip_invalid=skip_invalid, batch_size=batch_size,
+            force=force, progress=progress,
         )  # fmt: skip
     print_build(report, as_json=as_json)
 
@@ -151,7 +191,15 @@ def query(
     weight: WeightOpt = DEFAULT_WEIGHT,
     ef_search: EfSearchOpt = None,
     nprobe: NprobeOpt = None,
+    rescore: RescoreOpt = None,
     verify: Annotated[bool, typer.Option(help="Check file checksums on open.")] = True,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Search a sharded index's shards with Ray actors: auto or ray://host:port.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search an index, e.g. searchkit query "how do vaccines work" -k 5 --where 'year >= 2020'"""
@@ -163,10 +211,11 @@ def query(
         path, why = locate_index(index)
         if why != "given":
             typer.echo(f"using index {path} ({why})", err=True)
-        searcher = Searcher.open(path, reranker=reranker, verify=verify)
+        searcher = Searcher.open(path, reranker=reranker, verify=verify, ray_address=ray)
         hits = searcher.search(
             text, k, rerank=rerank, candidates=candidates, where=where, mode=mode,
             fusion=fusion, rrf_k=rrf_k, weight=weight, ef_search=ef_search, nprobe=nprobe,
+            rescore=rescore,
         )  # fmt: skip
     print_hits(path, hits, searcher.reranker.name, as_json=as_json)
 
@@ -229,13 +278,13 @@ def info(
     as_json: JsonOpt = False,
 ) -> None:
     """Show what is in an index: documents, models, backend, files."""
-    from searchkit.manifest import Manifest
     from searchkit.paths import locate_index
     from searchkit.report import print_manifest
+    from searchkit.shards import read_manifest
 
     with _errors():
         path, _ = locate_index(index)
-        manifest = Manifest.read(path)
+        manifest = read_manifest(path)  # a sharded index's parent manifest too
     print_manifest(path, manifest, as_json=as_json)
 
 
@@ -302,3 +351,45 @@ def verify(index: IndexArg, as_json: JsonOpt = False) -> None:
     with _errors():
         manifest = verify_index(index)
     print_verified(index, manifest, as_json=as_json)
+
+
+@app.command()
+def serve(
+    index: IndexArg,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    reranker: Annotated[
+        str | None, typer.Option(help="CrossEncoder folder or hub name [the index's].")
+    ] = None,
+    batch_window_ms: Annotated[
+        float | None,
+        typer.Option(help="Micro-batch concurrent queries for up to this long; 0 disables [5]."),
+    ] = None,
+    max_batch: Annotated[int | None, typer.Option(help="Queries per micro-batch [32].")] = None,
+    max_k: Annotated[int | None, typer.Option(help="Largest k a request may ask [100].")] = None,
+    max_candidates: Annotated[
+        int | None, typer.Option(help="Largest candidates a request may ask [200].")
+    ] = None,
+    max_body_bytes: Annotated[
+        int | None, typer.Option(help="Largest request body, else 413 [1 MiB].")
+    ] = None,
+    refresh_seconds: Annotated[
+        float | None, typer.Option(help="Look for other writers' commits this often; 0: never [2].")
+    ] = None,
+    verify: Annotated[bool, typer.Option(help="Check file checksums on open.")] = True,
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve an index over HTTP: search, info, upsert and delete (docs at /docs),
+    e.g. searchkit serve indexes/docs --port 8000"""
+    with _errors():
+        from searchkit.server import create_app, run
+        from searchkit.service import ServerConfig
+
+        config = ServerConfig.from_options(
+            batch_window_ms=batch_window_ms, max_batch=max_batch, max_k=max_k,
+            max_candidates=max_candidates, max_body_bytes=max_body_bytes,
+            refresh_seconds=refresh_seconds,
+        )  # fmt: skip
+        app = create_app(index, config=config, reranker=reranker, verify=verify)
+    run(app, host=host, port=port, log_level=log_level, access_log=access_log)

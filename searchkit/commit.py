@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from searchkit.errors import IndexExists
 from searchkit.fsio import fsync_dir, fsync_file, fsync_tree
 from searchkit.manifest import MANIFEST, FileEntry, Manifest
 from searchkit.segment import write_deletions
@@ -77,19 +78,31 @@ def collect_garbage(root: Path, manifest: Manifest) -> None:
         relative = path.relative_to(root)
         if path.name == MANIFEST or relative in keep_dirs:
             continue
-        _remove(path)  # format-1 data folders (v1/), stray temporary files
+        remove(path)  # format-1 data folders (v1/), stray temporary files
     for folder in (root / SEGMENTS, root / DELETIONS):
         if not folder.is_dir():
             continue
         for path in folder.iterdir():
             relative = path.relative_to(root)
             if relative not in keep_dirs and relative not in named:
-                _remove(path)
+                remove(path)
     fsync_dir(root)
 
 
-def _remove(path: Path) -> None:
+def remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+
+
+def publish(staging: Path, out: Path, manifest: Manifest) -> None:
+    """Make the new index built in ``staging`` the index at ``out`` (absent or an empty
+    folder): write its manifest last, fsync, and rename the folder into place."""
+    manifest.write(staging)
+    fsync_tree(staging)
+    try:
+        os.rename(staging, out)
+    except OSError:
+        raise IndexExists(f"{out} was created by someone else during the build") from None
+    fsync_dir(out.parent)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,21 +69,28 @@ class CorpusReader:
 
     def __iter__(self) -> Iterator[Document]:
         with open_corpus(self.path) as (raw, stream):
-            for line_no, line in enumerate(self._lines(stream, raw), start=1):
-                if not line.strip():
-                    continue
-                try:
-                    doc = self._parse(line, line_no)
-                except CorpusError as err:
-                    if not self.skip_invalid:
-                        raise
-                    self._skip(line_no, err.problem)
-                    continue
-                self.count += 1
+            for _, doc in self.documents(enumerate(self._lines(stream, raw), start=1)):
                 yield doc
         if self.count == 0:
             why = f" ({self.skipped_count} invalid lines skipped)" if self.skipped_count else ""
             raise CorpusError(self.path, None, f"empty corpus: no documents{why}")
+
+    def documents(self, lines: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, Document]]:
+        """Parse numbered lines of this corpus with the reader's rules: (line number, document)
+        for each valid line; a bad one raises ``CorpusError`` (or is skipped with
+        ``skip_invalid``). Workers that read one block of the corpus use it directly."""
+        for line_no, line in lines:
+            if not line.strip():
+                continue
+            try:
+                doc = self._parse(line, line_no)
+            except CorpusError as err:
+                if not self.skip_invalid:
+                    raise
+                self._skip(line_no, err.problem)
+                continue
+            self.count += 1
+            yield line_no, doc
 
     def _lines(self, stream: IO[bytes], raw: IO[bytes]) -> Iterator[bytes]:
         try:

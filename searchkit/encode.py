@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from searchkit.resolve import DEFAULT_ENCODER, canonical_name, load_st_model
+from searchkit.resolve import DEFAULT_ENCODER, canonical_name, lazy_model, load_st_model
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -30,7 +29,7 @@ class Encoder:
         self.name = canonical_name(name)
         self.batch_size = batch_size
 
-    @functools.cached_property
+    @lazy_model
     def model(self) -> SentenceTransformer:
         return load_st_model("SentenceTransformer", self.name, "bi-encoder")
 

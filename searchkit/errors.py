@@ -34,6 +34,10 @@ class CorpusError(SearchkitError):
         where = f"{self.path}:{line}" if line is not None else self.path
         super().__init__(f"{where}: {problem}")
 
+    def __reduce__(self) -> tuple[type[CorpusError], tuple[str, int | None, str]]:
+        # pickle (Ray, multiprocessing) rebuilds from __init__'s arguments, not from the message
+        return type(self), (self.path, self.line, self.problem)
+
 
 class DatasetError(CorpusError):
     """Bad evaluation data (queries, qrels, BEIR layout); names file and line when it can."""

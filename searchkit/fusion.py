@@ -14,6 +14,7 @@ return them; the fused list has the same form.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -24,6 +25,7 @@ from searchkit.errors import InvalidParameter
 FUSIONS = ("rrf", "weighted")
 
 Ranked = tuple[np.ndarray, np.ndarray]  # (scores, refs), each (queries, n)
+Fuse = Callable[[Sequence[Ranked], int], Ranked]  # (lists, depth) -> the fused top depth
 
 
 def check_fusion(fusion: str, rrf_k: float, weight: float) -> None:
@@ -34,6 +36,13 @@ def check_fusion(fusion: str, rrf_k: float, weight: float) -> None:
         raise InvalidParameter(f"rrf_k must be at least 0, got {rrf_k}")
     if not 0 <= weight <= 1:
         raise InvalidParameter(f"weight (the dense share) must be in [0, 1], got {weight}")
+
+
+def fuser(fusion: str, rrf_k: float, weight: float) -> Fuse:
+    """The fusion ``fusion`` with its parameter (checked with ``check_fusion``)."""
+    if fusion == "rrf":
+        return functools.partial(rrf, k=rrf_k)
+    return functools.partial(weighted, weights=[weight, 1 - weight])
 
 
 def rrf(lists: Sequence[Ranked], depth: int, k: float = DEFAULT_RRF_K) -> Ranked:

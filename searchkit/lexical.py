@@ -89,11 +89,15 @@ class Postings:
         return len(self.lengths)
 
     @classmethod
-    def load(cls, path: Path) -> Postings:
+    def load(cls, path: Path, kind: str) -> Postings:
+        """Read ``path`` of a ``kind`` (bm25, splade) index; a BM25 segment whose documents
+        hold no token has an empty vocabulary, not SPLADE's None."""
         with np.load(path, allow_pickle=False) as f:
             blob = f["vocab"].tobytes().decode("utf-8")
             vocab = {t: i for i, t in enumerate(blob.split("\n"))} if blob else {}
-            return cls(f["indptr"], f["rows"], f["values"], f["lengths"], vocab or None)
+            return cls(
+                f["indptr"], f["rows"], f["values"], f["lengths"], vocab if kind == "bm25" else None
+            )
 
     def save(self, path: Path) -> None:
         terms = sorted(self.vocab, key=self.vocab.__getitem__) if self.vocab else []

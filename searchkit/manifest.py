@@ -15,6 +15,8 @@ from searchkit.fsio import sha256_file, write_atomic
 FORMAT_VERSION = 3  # 2: segments and deletions (living indexes); 3: lexical first stage
 READABLE_VERSIONS = (2, 3)  # a version 2 index is a version 3 one without lexical data
 MANIFEST = "manifest.json"
+# the "kind" of a sharded index's parent manifest (searchkit.shards)
+SHARDED = "sharded"
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,12 @@ class Manifest:
                 f"{path}: index format version {found!r}, but this searchkit reads versions "
                 f"{READABLE_VERSIONS[0]} to {FORMAT_VERSION}; rebuild the index with: "
                 "searchkit index CORPUS --force"
+            )
+        if isinstance(data, dict) and data.get("kind") == SHARDED and cls is Manifest:
+            raise IncompatibleIndex(
+                f"{folder} is a sharded index (its shards are listed in {MANIFEST}): search it "
+                "with Searcher.open or searchkit query; add, delete and compact do not work on "
+                "sharded indexes yet: rebuild it with searchkit index CORPUS --ray ADDRESS --force"
             )
         try:
             data["files"] = {role: FileEntry(**entry) for role, entry in data["files"].items()}

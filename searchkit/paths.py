@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from searchkit.errors import IndexNotFound
-from searchkit.manifest import MANIFEST, Manifest
+from searchkit.manifest import MANIFEST
 
 INDEX_ROOT = Path("indexes")
 INDEX_ENV = "SEARCHKIT_INDEX"
@@ -42,5 +42,7 @@ def locate_index(explicit: str | Path | None = None, root: Path = INDEX_ROOT) ->
         )
     if len(found) == 1:
         return found[0], f"the only index under ./{root}"
-    newest = max(found, key=lambda p: Manifest.read(p).created)
+    from searchkit.shards import read_manifest  # a sharded index's parent too
+
+    newest = max(found, key=lambda p: read_manifest(p).created)
     return newest, f"the most recently built of {len(found)} indexes under ./{root}"

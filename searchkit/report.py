@@ -120,6 +120,7 @@ def print_manifest(index: Path, manifest: Manifest, as_json: bool = False) -> No
         ("reranker", m.reranker),
         ("vectors", f"{m.backend['name']} {m.backend['kind']} ({params}), {m.similarity}"),
         ("lexical", _lexical(m.lexical)),
+        ("vector memory", _vector_memory(m)),
         (
             "corpus",
             f"{m.corpus['path']} (sha256 {m.corpus['sha256'][:16]}..., "
@@ -140,6 +141,14 @@ def _lexical(config: dict[str, Any] | None) -> str:
         return "none (dense search only)"
     rest = ", ".join(f"{k}={v}" for k, v in config.items() if k != "kind")
     return f"{config['kind']} ({rest})"
+
+
+def _vector_memory(m: Manifest) -> str:
+    """Bytes per row of the vector indexes (what is held in RAM) and of the float vectors."""
+    rows = sum(s.rows for s in m.segments)
+    held = sum(m.files[s.role("index")].bytes for s in m.segments)
+    per_row = f"{held / rows:,.0f}" if rows else "-"
+    return f"{per_row} bytes/vector in the index; float32 vectors {4 * m.dim:,} on disk (mmap)"
 
 
 def print_commit(report: CommitReport, as_json: bool = False) -> None:

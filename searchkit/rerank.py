@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from searchkit.resolve import DEFAULT_RERANKER, canonical_name, load_st_model
+from searchkit.resolve import DEFAULT_RERANKER, canonical_name, lazy_model, load_st_model
 
 # Far above the 4-5 characters of an average English word piece: the cut never shortens what
 # the model can read, it only spares tokenizing text the model would drop.
@@ -40,7 +39,7 @@ class Reranker:
     def is_default(self) -> bool:
         return self.name == DEFAULT_RERANKER
 
-    @functools.cached_property
+    @lazy_model
     def model(self) -> CrossEncoder:
         return load_st_model("CrossEncoder", self.name, "reranker")
 

@@ -7,6 +7,7 @@ import importlib
 import importlib.util
 import os
 import socket
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,6 +29,22 @@ OFFLINE_FOLDERS = {
 }
 
 M = TypeVar("M")
+
+
+class lazy_model(functools.cached_property[M]):  # noqa: N801 - used as a decorator
+    """``functools.cached_property`` that loads once when threads race for it (a server's
+    request threads): Python 3.12 dropped the lock that 3.11's cached_property took."""
+
+    def __init__(self, func: Callable[..., M]) -> None:
+        super().__init__(func)
+        self._loading = threading.Lock()
+
+    def __get__(self, instance: object, owner: type | None = None) -> M:
+        if instance is None:
+            return self  # type: ignore[return-value]
+        # once loaded, the instance's __dict__ answers and this is no longer called
+        with self._loading:
+            return super().__get__(instance, owner)
 
 
 def canonical_name(name: str) -> str:

@@ -25,7 +25,7 @@ from searchkit.errors import (
     RerankerUnavailableWarning,
 )
 from searchkit.filters import Where
-from searchkit.fusion import check_fusion, rrf, weighted
+from searchkit.fusion import Fuse, check_fusion, fuser
 from searchkit.lexical import Terms, bm25_query_terms
 from searchkit.manifest import Manifest
 from searchkit.models import Document, Hit, Hits
@@ -75,9 +75,26 @@ class Searcher:
 
     @classmethod
     def open(
-        cls, path: str | Path, *, reranker: str | None = None, verify: bool = True
+        cls,
+        path: str | Path,
+        *,
+        reranker: str | None = None,
+        verify: bool = True,
+        ray_address: str | None = None,
     ) -> Searcher:
-        """Open the index at ``path`` (same as the constructor)."""
+        """Open the index at ``path`` (same as the constructor); the parent folder of a
+        sharded index opens as a ``searchkit.fanout.ShardedSearcher``, whose shards are
+        searched by Ray actors on the cluster at ``ray_address`` when it is given."""
+        from searchkit.shards import is_sharded
+
+        if is_sharded(path):
+            from searchkit.fanout import ShardedSearcher
+
+            return ShardedSearcher(path, reranker=reranker, verify=verify, ray_address=ray_address)
+        if ray_address is not None:
+            raise InvalidParameter(
+                f"{path} is not a sharded index: search it without a Ray address (--ray)"
+            )
         return cls(path, reranker=reranker, verify=verify)
 
     @property
@@ -126,6 +143,7 @@ class Searcher:
         weight: float = DEFAULT_WEIGHT,
         ef_search: int | None = None,
         nprobe: int | None = None,
+        rescore: int | None = None,
     ) -> Hits:
         """The top ``k`` hits for ``query``.
 
@@ -145,6 +163,8 @@ class Searcher:
             weight: the dense list's share in weighted fusion (the lexical one's is 1 - weight).
             ef_search: HNSW search breadth for this query (hnsw indexes).
             nprobe: IVF lists to visit for this query (ivf indexes).
+            rescore: candidates of a compact index (sq8, binary) rescored with the float
+                vectors for this query; 0 keeps the compact scores.
 
         Example::
 
@@ -153,6 +173,7 @@ class Searcher:
         return self.search_batch(
             [query], k, rerank=rerank, candidates=candidates, where=where, mode=mode,
             fusion=fusion, rrf_k=rrf_k, weight=weight, ef_search=ef_search, nprobe=nprobe,
+            rescore=rescore,
         )[0]  # fmt: skip
 
     def search_batch(
@@ -169,6 +190,7 @@ class Searcher:
         weight: float = DEFAULT_WEIGHT,
         ef_search: int | None = None,
         nprobe: int | None = None,
+        rescore: int | None = None,
     ) -> list[Hits]:
         """``search`` for many queries, embedded, retrieved and reranked in shared batches."""
         _check_args(queries, k, candidates)
@@ -176,23 +198,39 @@ class Searcher:
         mode = self.resolve_mode(mode)
         if not queries:
             return []
-        view = self._view
-        allowed = view.allowed(where)
         reranker = self._usable_reranker() if rerank else None
         depth = max(k, candidates) if reranker else k
+        overrides = {"ef_search": ef_search, "nprobe": nprobe, "rescore": rescore}
+        fuse = fuser(fusion, rrf_k, weight)
+        pools, docs = self._candidates(queries, depth, where, overrides, mode, fuse)
+        if reranker is None:
+            return [
+                Hits([_hit(docs[r], s, rank, s, rank) for r, s, rank in pool[:k]], q, False, mode)
+                for q, pool in zip(queries, pools, strict=True)
+            ]
+        return _rerank(reranker, queries, pools, docs, k, mode)
+
+    def _candidates(
+        self,
+        queries: Sequence[str],
+        depth: int,
+        where: Where | None,
+        overrides: dict[str, int | None],
+        mode: str,
+        fuse: Fuse,
+    ) -> tuple[list[Pool], dict[int, Document]]:
+        """Each query's top ``depth`` live documents matching ``where`` by the first stage
+        ``mode`` (hybrid: the two lists joined by ``fuse``), as pools of (ref, score, rank) and
+        the documents by ref (the filter is checked before embedding)."""
+        view = self._view
+        allowed = view.allowed(where)
         first = max(depth, FUSION_DEPTH) if mode == "hybrid" else depth
         lists = []
         if mode != "lexical":
-            overrides = {"ef_search": ef_search, "nprobe": nprobe}
             lists.append(view.retrieve(self._query_vectors(queries), first, allowed, overrides))
         if mode != "dense":
             lists.append(view.retrieve_lexical(self._query_terms(queries), first, allowed))
-        if len(lists) == 1:
-            scores, refs = lists[0]
-        elif fusion == "rrf":
-            scores, refs = rrf(lists, depth, rrf_k)
-        else:
-            scores, refs = weighted(lists, depth, [weight, 1 - weight])
+        scores, refs = lists[0] if len(lists) == 1 else fuse(lists, depth)
         docs = view.fetch(refs)
         pools = [
             [
@@ -202,12 +240,7 @@ class Searcher:
             ]
             for rr, ss in zip(refs, scores, strict=True)
         ]
-        if reranker is None:
-            return [
-                Hits([_hit(docs[r], s, rank, s, rank) for r, s, rank in pool[:k]], q, False, mode)
-                for q, pool in zip(queries, pools, strict=True)
-            ]
-        return _rerank(reranker, queries, pools, docs, k, mode)
+        return pools, docs
 
     def resolve_mode(self, mode: str | None) -> str:
         """The first stage ``search`` runs for ``mode``: checked against the index, or the

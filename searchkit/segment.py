@@ -163,8 +163,8 @@ class Segment:
         self.docs = DocStore(self._files["docs"])
         self.vectors = read_vectors(self._files["vectors"], manifest.dim)
         self.fields = pq.read_table(self._files["fields"])
-        lexical = self._files.get("lexical")
-        self.postings = Postings.load(lexical) if lexical is not None else None
+        lexical = manifest.lexical
+        self.postings = Postings.load(self._files["lexical"], lexical["kind"]) if lexical else None
         self.live = _live(entry.rows, deleted)
 
     def with_deleted(self, entry: SegmentEntry, deleted: np.ndarray) -> Segment:

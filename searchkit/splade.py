@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from searchkit.lexical import Terms
-from searchkit.resolve import canonical_name, load_st_model
+from searchkit.resolve import canonical_name, lazy_model, load_st_model
 
 if TYPE_CHECKING:
     from sentence_transformers import SparseEncoder
@@ -28,7 +27,7 @@ class Splade:
         self.name = canonical_name(name)
         self.batch_size = batch_size
 
-    @functools.cached_property
+    @lazy_model
     def model(self) -> SparseEncoder:
         return load_st_model("SparseEncoder", self.name, "sparse encoder")
 

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from searchkit.backends.base import pad
+from searchkit.backends.base import pad, search_params
 from searchkit.backends.exact import top_k
+from searchkit.backends.rescore import search_rescored
 from searchkit.errors import CorruptIndex
 from searchkit.filters import Where, compile_filter, matching
 from searchkit.lexical import SparseRetriever, Terms
@@ -106,15 +107,17 @@ def _segment_top(
     allow: np.ndarray | None,
     overrides: dict[str, int | None],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One segment's top ``depth`` rows among ``allow``: the backend's own filter, or an exact
-    scan of the stored vectors when few rows qualify or the backend came back short."""
+    """One segment's top ``depth`` rows among ``allow``: the backend's own filter (compact
+    vectors rescored with the stored ones), or an exact scan of the stored vectors when few
+    rows qualify or the backend came back short."""
+    search_params(seg.index, depth, overrides)  # bad options fail even on an exact scan
     if allow is None:
-        return seg.index.search(queries, depth, **overrides)
+        return search_rescored(seg.index, seg.vectors, queries, depth, **overrides)
     count = int(np.count_nonzero(allow))
     if count <= EXACT_ROWS:
         return _exact(seg, queries, depth, allow)
     widened = _widened(seg.index.params, overrides, count / len(allow))
-    scores, rows = seg.index.search(queries, depth, allow=allow, **widened)
+    scores, rows = search_rescored(seg.index, seg.vectors, queries, depth, allow=allow, **widened)
     short = np.count_nonzero(rows >= 0, axis=1) < min(depth, count)
     if short.any():  # a selective filter starved the approximate search
         scores[short], rows[short] = _exact(seg, queries[short], depth, allow)
@@ -165,6 +168,10 @@ def verify_index(path: str | Path) -> Manifest:
     Raises:
         CorruptIndex: naming the first file or count that does not match.
     """
+    from searchkit.shards import is_sharded, verify_sharded
+
+    if is_sharded(path):
+        return verify_sharded(path)  # every shard, against the parent manifest
     return open_view(Path(path), True).manifest
 
 

@@ -176,3 +176,58 @@ def test_living(tiny_beir: Path, tmp_path: Path) -> None:
         if row["backend"] == "faiss flat":
             assert row["recall"] in (None, 1.0)
     assert {row["filter"] for row in r["filters"]} >= {"(none)", "bucket < 500", "bucket < 1"}
+
+
+def test_serve_load(tiny_beir: Path, tmp_path: Path, reranker_path: Path) -> None:
+    r = run_script(
+        "serve_load", tmp_path,
+        "--dataset", str(tiny_beir), "--index", str(tmp_path / "index"),
+        "--reranker", str(reranker_path), "--concurrency", "1,4", "--windows", "5,0",
+        "--seconds", "2", "--rerank-seconds", "2", "--max-requests", "20", "--candidates", "3",
+        "--baseline-queries", "5", "--rerank-baseline-queries", "2",
+    )  # fmt: skip
+    assert r["documents"] == 30
+    assert {(x["window_ms"], x["rerank"], x["users"]) for x in r["loads"]} == {
+        (w, rerank, users) for w in (5, 0) for rerank in (False, True) for users in (1, 4)
+    }
+    for row in r["loads"]:
+        assert row["requests"] > 0 and row["failures"] == 0 and row["qps"] > 0
+        assert row["p50_ms"] <= row["p99_ms"]
+        assert row["qps_vs_in_process"] > 0
+        assert (row["mean_batch"] is None) == (row["window_ms"] == 0 or row["rerank"])
+    assert set(r["batching"]) == {"1", "4"}
+    assert r["baseline"]["search"]["n"] == 5 and r["baseline"]["search_rerank"]["n"] == 2
+
+
+@pytest.mark.slow
+def test_ray_ingest(tiny_beir: Path, tmp_path: Path) -> None:
+    r = run_script(
+        "ray_ingest", tmp_path,
+        "--dataset", str(tiny_beir), "--workers", "1", "--shards", "2", "--block-docs", "8",
+    )  # fmt: skip
+    assert r["documents"] == 30
+    base, ray_run = r["runs"]
+    assert base["run"] == "baseline build_index" and ray_run["workers"] == 1
+    assert ray_run["shards"] == 2
+    assert ray_run["documents"] == base["documents"] == 30 and ray_run["blocks"] == 4
+    assert base["embed_vs_baseline"] == 1.0 and ray_run["end_to_end_vs_baseline"] > 0
+
+
+def test_compact(tiny_beir: Path, tmp_path: Path) -> None:
+    index = tmp_path / "index"
+    r = run_script(
+        "compact", tmp_path,
+        "--dataset", str(tiny_beir), "--index", str(index), "--rescore", "0,20",
+        "--repeat", "1", "--threads", "1",
+    )  # fmt: skip
+    assert r["documents"] == 30 and r["queries"] == 5
+    assert set(r) >= {"float32 flat", "float32 hnsw", "sq8", "binary", "binary hnsw"}
+    flat = r["float32 flat"]["points"][0]
+    assert flat["recall_at_10"] == 1.0 and flat["latency_vs_exact"] == pytest.approx(1.0)
+    assert r["binary"]["bytes_per_vector"] < 50 and r["binary"]["float32_over_this"] > 30
+    for label in ("sq8", "binary", "binary hnsw"):
+        points = {p["rescore"]: p for p in r[label]["points"]}
+        assert set(points) == {0, 20}
+        # 20 rescored of 30 documents: the float top 10 is found again
+        assert points[20]["recall_at_10"] >= 0.9
+        assert points[20]["ndcg_vs_float"] == pytest.approx(1.0, abs=0.05)

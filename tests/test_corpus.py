@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import pickle
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,10 @@ def test_skip_invalid_with_nothing_valid_is_still_an_empty_corpus(tmp_path):
         CorpusError, match=r"empty corpus: no documents \(2 invalid lines skipped\)"
     ):
         read(path, skip_invalid=True)
+
+
+def test_corpus_errors_survive_pickling() -> None:
+    # Ray and multiprocessing carry errors between processes by pickle
+    err = pickle.loads(pickle.dumps(CorpusError("c.jsonl", 7, "missing field 'text'")))
+    assert (err.path, err.line, err.problem) == ("c.jsonl", 7, "missing field 'text'")
+    assert str(err) == "c.jsonl:7: missing field 'text'"

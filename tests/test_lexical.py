@@ -138,6 +138,18 @@ def test_upsert_replaces_the_lexical_terms_too(bm25_index):
     ]
 
 
+def test_a_segment_without_any_token_is_searched(bm25_index):
+    def ids() -> list[list[str]]:  # the scores move: one more document, shorter on average
+        return [[i for i, _ in hits] for hits in lexical_run(bm25_index)]
+
+    before = ids()
+    with IndexWriter.open(bm25_index) as w:  # no token of two word characters: no vocabulary
+        w.upsert([Document("symbols", "& 1 >", "")])
+    assert ids() == before
+    s = Searcher.open(bm25_index)
+    assert len(s.manifest.segments) == 2 and s.search("> &", rerank=False, mode="hybrid")
+
+
 def test_tombstones_and_filters_apply_to_lexical_hits(bm25_index):
     path = bm25_index
     s = Searcher.open(path)

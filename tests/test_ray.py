@@ -1,0 +1,483 @@
+"""Scale-out on Ray: sharded ingest on a real local cluster with two workers, and sharded search.
+
+The module starts its own cluster (``ray start --head`` on 127.0.0.1, which runs no tasks, and
+two worker nodes of one CPU each, in a private temp dir) and stops exactly the processes it
+started, whatever happens.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from searchkit import (
+    CorpusError,
+    CorpusReader,
+    CorruptIndex,
+    Document,
+    IncompatibleIndex,
+    IndexWriter,
+    InvalidParameter,
+    Manifest,
+    Searcher,
+    build_index,
+    verify_index,
+)
+from searchkit.blocks import parse_block, plan_blocks
+from searchkit.corpus import corpus_sha256
+from searchkit.segment import VectorSpec
+from searchkit.shards import (
+    ShardedManifest,
+    ShardEntry,
+    ShardHeader,
+    commit_sharded,
+    generation,
+    is_sharded,
+    read_manifest,
+    verify_sharded,
+    write_shard,
+)
+from tests.conftest import QUERIES, REPO, tiny_records, write_jsonl
+from tests.ray_faults import KILL_BLOCK, KILL_MARKER
+
+ray = pytest.importorskip("ray")
+
+RAY = Path(sys.executable).with_name("ray")
+FILLER = [
+    (topic, angle)
+    for topic in ("glaciers", "violins", "bees", "satellites", "tea", "bridges")
+    for angle in ("history", "physics", "economics", "art", "future", "safety")
+]
+EXTRA_QUERIES = ["the physics of violins", "how bees make honey", "a short note on tea"]
+SHARDS, BLOCK_DOCS = 2, 4
+AUTH_MODE = "RAY_AUTH_MODE"
+# how long a Ray node may take to start; minutes on a 2-core machine loaded with other work
+NODE_START_SECONDS = 300
+
+
+def corpus_records() -> list[dict]:
+    """The 12 tiny documents and 36 fillers: 48 documents, 12 blocks of 4, 6 per shard."""
+    fillers = [
+        {
+            "_id": f"{topic}-{angle}",
+            "title": f"The {angle} of {topic}",
+            "text": f"A short note on the {angle} of {topic}, for a general reader ({n}).",
+            "year": 1990 + n % 30,
+        }
+        for n, (topic, angle) in enumerate(FILLER)
+    ]
+    return tiny_records() + fillers
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
+    # --block keeps `ray start` in the foreground; its own session makes it and every process
+    # it starts one process group, which teardown ends by id
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [str(RAY), "start", "--block", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+
+
+def _stop(procs: list[subprocess.Popen], temp: Path) -> None:
+    for proc in procs:
+        _signal_group(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 3  # a throwaway cluster: a short grace, then SIGKILL
+    for proc in procs:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    for proc in procs:
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+    # anything that left the groups but runs from our temp dir is ours too
+    for pid in _pids_mentioning(str(temp)):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _pids_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    """A local Ray cluster: a head node that runs no tasks and two worker nodes of one CPU
+    each; this process is connected to it."""
+    temp = Path(tempfile.mkdtemp(prefix="skray-", dir="/tmp"))  # short: Unix socket paths
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    # a loopback-only throwaway cluster: no token (one left in ~/.ray would switch it on)
+    saved = os.environ.get(AUTH_MODE)
+    os.environ[AUTH_MODE] = "disabled"  # for this process and the CLI subprocesses
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
+    common = ["--node-ip-address=127.0.0.1", "--disable-usage-stats"]
+    common += ["--object-store-memory=150000000"]
+    head_args = [
+        "--head", f"--port={port}", f"--temp-dir={temp}", "--include-dashboard=false",
+        f"--dashboard-port={_free_port()}", f"--dashboard-agent-listen-port={_free_port()}",
+    ]  # fmt: skip
+    procs = [_start([*head_args, "--num-cpus=0", *common], temp / "head.log", env)]
+    try:
+        _wait_for_port(port, procs[0], temp / "head.log")
+        for worker in (1, 2):
+            node_args = [f"--address={address}", f"--dashboard-agent-listen-port={_free_port()}"]
+            node_args += ["--num-cpus=1", *common]
+            procs.append(_start(node_args, temp / f"worker-{worker}.log", env))
+        ray.init(address=address, log_to_driver=False)
+        _wait_for_nodes(3, procs, temp)
+        yield address
+    finally:
+        try:
+            ray.shutdown()
+        finally:
+            _stop(procs, temp)
+            shutil.rmtree(temp, ignore_errors=True)
+            if saved is None:
+                os.environ.pop(AUTH_MODE, None)
+            else:
+                os.environ[AUTH_MODE] = saved
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + NODE_START_SECONDS
+    while True:
+        assert proc.poll() is None, log.read_text()
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, f"Ray head never listened:\n{log.read_text()}"
+            time.sleep(0.2)
+
+
+def _wait_for_nodes(count: int, procs: list[subprocess.Popen], temp: Path) -> None:
+    deadline = time.monotonic() + NODE_START_SECONDS
+    while sum(n["Alive"] for n in ray.nodes()) < count:
+        logs = "\n".join(log.read_text() for log in sorted(temp.glob("*.log")))
+        assert all(p.poll() is None for p in procs), logs
+        assert time.monotonic() < deadline, f"only some Ray nodes joined:\n{logs}"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_jsonl(tmp_path_factory.mktemp("raycorpus") / "corpus.jsonl", corpus_records())
+
+
+def sharded_ingest(corpus: Path, out: Path, **options) -> object:
+    from searchkit.distributed import ingest
+
+    return ingest(
+        corpus, out, shards=SHARDS, backend="exact", block_docs=BLOCK_DOCS, progress=False,
+        **options,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def sharded(cluster: str, corpus: Path) -> Path:
+    """The corpus ingested on the cluster: 2 exact shards."""
+    report = sharded_ingest(corpus, corpus.parent / "sharded")
+    assert report.workers == 2 and report.blocks == 12
+    return report.path
+
+
+@pytest.fixture(scope="module")
+def single(corpus: Path) -> Path:
+    """The same corpus as one ordinary exact index, vectors only like the shards."""
+    out = corpus.parent / "single"
+    return build_index(corpus, out, backend="exact", lexical="none", progress=False).path
+
+
+def results(searcher: Searcher, queries: list[str], **options) -> list[list[tuple[str, float]]]:
+    return [[(h.id, h.score) for h in hits] for hits in searcher.search_batch(queries, **options)]
+
+
+def assert_same(a: Searcher, b: Searcher, queries: list[str], **options) -> None:
+    """Both searchers return the same ids in the same order, with the same scores."""
+    for hits_a, hits_b in zip(
+        results(a, queries, **options), results(b, queries, **options), strict=True
+    ):
+        assert [i for i, _ in hits_a] == [i for i, _ in hits_b]
+        np.testing.assert_allclose([s for _, s in hits_a], [s for _, s in hits_b], atol=1e-5)
+
+
+def test_blocks_parse_exactly_as_corpus_reader(tmp_path: Path) -> None:
+    lines = [json.dumps(r) for r in corpus_records()[:10]]
+    lines[3:3] = ["", "  "]  # blank lines count in line numbers and are skipped
+    plain = write_jsonl(tmp_path / "c.jsonl", lines)
+    packed = tmp_path / "c.jsonl.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    expected = list(CorpusReader(plain))
+    for path in (plain, packed):
+        plan = plan_blocks(path, 3)
+        assert plan.lines == 12 and [b.first_line for b in plan.blocks] == [1, 4, 7, 10]
+        assert plan.sha256 == corpus_sha256(plain)
+        docs = [d for b in plan.blocks for d in parse_block(path, b).docs]
+        assert docs == expected
+    bad = write_jsonl(tmp_path / "bad.jsonl", lines[:7] + ['{"_id": "x"}'])
+    block = plan_blocks(bad, 3).blocks[2]
+    with pytest.raises(CorpusError, match=rf"^{bad}:8: missing field 'text'$"):
+        parse_block(bad, block)
+
+
+def fake_shards(staging: Path, version: int, sizes: list[int]) -> ShardedManifest:
+    """Shards of random unit vectors written under ``staging`` (no model, no Ray)."""
+    rng = np.random.default_rng(version)
+    header = ShardHeader(
+        {"name": "fake", "dim": 8, "max_seq_length": 16},
+        "fake-reranker",
+        VectorSpec("exact", "flat", {}),
+        {"path": "c.jsonl", "sha256": "0", "skipped_lines": 0},
+    )
+    built = []
+    for n, size in enumerate(sizes):
+        entry = ShardEntry(f"shard-{n:04d}", f"shards/{generation(version)}/shard-{n:04d}", size)
+        vectors = rng.normal(size=(size, 8)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        docs = [Document(f"v{version}-{n}-{i}", f"text {i}") for i in range(size)]
+        (staging / entry.path).mkdir(parents=True)
+        built.append((entry, write_shard(staging / entry.path, [(docs, vectors)], header)))
+    return ShardedManifest.create(staging, version, built, corpus=header.corpus)
+
+
+def test_a_replacement_switches_shard_generations_atomically(tmp_path: Path) -> None:
+    out = tmp_path / "idx"
+    for version, sizes in ((1, [3, 2]), (2, [4, 1, 2])):
+        staging = tmp_path / f".idx.build-{version}"
+        manifest = fake_shards(staging, version, sizes)
+        commit_sharded(staging, out, manifest, replace=version > 1)
+        assert verify_sharded(out).version == version
+        assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "shards"]
+        assert [p.name for p in (out / "shards").iterdir()] == [generation(version)]
+        assert read_manifest(out).documents == sum(sizes)
+    assert not staging.exists() or not any((staging / "shards").iterdir())
+    (
+        out / "shards" / generation(2) / "shard-0001" / "segments" / "s000001" / "docs.parquet"
+    ).write_bytes(b"x")
+    with pytest.raises(CorruptIndex):
+        verify_sharded(out)
+    with pytest.raises(IncompatibleIndex, match="do not work on sharded indexes yet"):
+        IndexWriter.open(out)
+
+
+@pytest.mark.slow
+def test_sharded_index_is_a_parent_manifest_over_ordinary_indexes(sharded: Path) -> None:
+    assert is_sharded(sharded)
+    m = ShardedManifest.read(sharded)
+    assert m.kind == "sharded" and m.version == 1 and m.documents == 48
+    assert [s.name for s in m.shards] == ["shard-0000", "shard-0001"]
+    assert [s.blocks for s in m.shards] == [[0, 2, 4, 6, 8, 10], [1, 3, 5, 7, 9, 11]]
+    assert sorted(p.name for p in sharded.iterdir()) == ["manifest.json", "shards"]
+    assert not list(sharded.parent.glob(".sharded.build-*"))  # parts and staging are gone
+    ids = []
+    for shard in m.shards:
+        assert shard.path == f"shards/v000001/{shard.name}"
+        plain = Manifest.read(sharded / shard.path)  # an ordinary index
+        assert plain.documents == shard.documents == 24
+        ids += Searcher.open(sharded / shard.path).ids()
+    assert sorted(ids) == sorted(r["_id"] for r in corpus_records())  # no loss, no duplicate
+    # the parent manifest names every shard file, and was written after all of them
+    newest = max(f.stat().st_mtime_ns for f in (sharded / "shards").rglob("*") if f.is_file())
+    assert (sharded / "manifest.json").stat().st_mtime_ns >= newest
+    assert len(m.files) == 2 * (1 + 4) and len(m.segments) == 2
+    assert verify_index(sharded).documents == 48
+
+
+@pytest.mark.slow
+def test_exact_shards_return_what_one_exact_index_returns(sharded: Path, single: Path) -> None:
+    many, one = Searcher.open(sharded), Searcher.open(single)
+    assert type(many).__name__ == "ShardedSearcher" and len(many) == len(one) == 48
+    queries = [*QUERIES, *EXTRA_QUERIES]
+    for k in (1, 3, 10, 48):
+        assert_same(many, one, queries, k=k, rerank=False)
+    for where in ("year >= 2005 and year < 2015", {"topic": "tides"}):
+        assert_same(many, one, queries, k=5, rerank=False, where=where)
+    assert many.fields() == one.fields()
+
+
+@pytest.mark.slow
+def test_sharded_index_is_dense_only(sharded: Path, corpus: Path, tmp_path: Path) -> None:
+    from searchkit.distributed import ingest
+
+    many = Searcher.open(sharded)
+    assert many.manifest.lexical is None and many.search("tides", 1, rerank=False).mode == "dense"
+    for mode in ("lexical", "hybrid"):
+        with pytest.raises(InvalidParameter, match="sharded index, which holds vectors only"):
+            many.search("tides", mode=mode)
+    with pytest.raises(InvalidParameter, match="unknown mode"):
+        many.search("tides", mode="sparse")
+    with pytest.raises(InvalidParameter, match="holds vectors only, not 'bm25' lexical data"):
+        ingest(corpus, tmp_path / "out", lexical="bm25")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_merged_candidates_are_reranked_once(
+    sharded: Path, single: Path, reranker_path: Path
+) -> None:
+    many = Searcher.open(sharded, reranker=str(reranker_path))
+    one = Searcher.open(single, reranker=str(reranker_path))
+    queries = list(QUERIES)
+    a = many.search_batch(queries, k=5, candidates=12)
+    assert all(hits.reranked for hits in a)
+    assert_same(many, one, queries, k=5, candidates=12)
+
+
+@pytest.mark.slow
+def test_ray_actors_search_like_threads(sharded: Path, cluster: str) -> None:
+    from searchkit.fanout import ShardedSearcher
+
+    local = Searcher.open(sharded)
+    remote = ShardedSearcher(sharded, ray_address=cluster)
+    try:
+        queries = [*QUERIES, *EXTRA_QUERIES]
+        assert_same(remote, local, queries, k=7, rerank=False)
+        assert sorted(remote.ids()) == sorted(local.ids())
+    finally:
+        remote.close()
+
+
+@pytest.mark.slow
+def test_a_killed_workers_block_is_retried_not_lost_or_doubled(
+    cluster: str, corpus: Path, sharded: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "killed"
+    env = {KILL_BLOCK: "5", KILL_MARKER: str(marker), "PYTHONPATH": str(REPO)}
+    ray.shutdown()  # join again as a job whose workers run the fault hook
+    ray.init(
+        address=cluster,
+        log_to_driver=False,
+        runtime_env={"worker_process_setup_hook": "tests.ray_faults.kill_once", "env_vars": env},
+    )
+    try:
+        report = sharded_ingest(corpus, tmp_path / "again")
+    finally:
+        ray.shutdown()
+        ray.init(address=cluster, log_to_driver=False)
+    killed = int(marker.read_text())  # the worker writing block 5 did die
+    with pytest.raises(ProcessLookupError):
+        os.kill(killed, 0)
+    got, want = ShardedManifest.read(report.path), ShardedManifest.read(sharded)
+    assert got.documents == want.documents == 48
+    assert [s.blocks for s in got.shards] == [s.blocks for s in want.shards]
+    for a, b in zip(got.shards, want.shards, strict=True):
+        sa, sb = Searcher.open(report.path / a.path), Searcher.open(sharded / b.path)
+        assert sa.ids() == sb.ids()  # same documents in the same rows: nothing lost or doubled
+        va, vb = (np.asarray(s._view.segments[0].vectors) for s in (sa, sb))
+        np.testing.assert_allclose(va, vb, atol=1e-6)
+    queries = [*QUERIES, *EXTRA_QUERIES]
+    a, b = Searcher.open(report.path), Searcher.open(sharded)
+    assert_same(a, b, queries, k=10, rerank=False)
+
+
+@pytest.mark.slow
+def test_a_bad_line_fails_the_whole_ingest_and_leaves_no_index(cluster: str, tmp_path: Path):
+    lines = [json.dumps(r) for r in corpus_records()]
+    lines[29] = '{"_id": "broken", "title": "no text"}'
+    bad = write_jsonl(tmp_path / "bad.jsonl", lines)
+    with pytest.raises(CorpusError, match=rf"^{bad}:30: missing field 'text'$"):
+        sharded_ingest(bad, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert not list(tmp_path.glob(".out.build-*"))
+
+
+@pytest.mark.slow
+def test_a_duplicate_id_across_blocks_names_both_lines(cluster: str, tmp_path: Path) -> None:
+    records = corpus_records()
+    records[40] = {**records[40], "_id": records[2]["_id"]}
+    dup = write_jsonl(tmp_path / "dup.jsonl", records)
+    first = f"duplicate id {records[2]['_id']!r} \\(first on line 3\\)"
+    with pytest.raises(CorpusError, match=rf"^{dup}:41: {first}$"):
+        sharded_ingest(dup, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "searchkit", *args],
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_cli_index_on_ray_then_query_info_verify(cluster: str, corpus: Path, tmp_path: Path):
+    out = tmp_path / "big"
+    done = cli(
+        "index", str(corpus), "-o", str(out), "--ray", cluster, "--shards", "2",
+        "--backend", "exact", "--no-progress", "--json", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    built = json.loads(done.stdout)
+    assert built["documents"] == 48 and built["manifest"]["kind"] == "sharded"
+    done = cli("query", "what makes sourdough rise", "-i", str(out), "--no-rerank", "--json",
+               "-k", "3", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    local = json.loads(done.stdout)
+    assert local["hits"][0]["id"] == "sourdough"
+    done = cli("query", "what makes sourdough rise", "-i", str(out), "--no-rerank", "--json",
+               "-k", "3", "--ray", cluster, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout)["hits"] == local["hits"]  # Ray actors answer like threads
+    info = json.loads(cli("info", str(out), "--json", cwd=tmp_path).stdout)
+    assert info["kind"] == "sharded" and len(info["shards"]) == 2 and info["documents"] == 48
+    assert cli("info", str(out), cwd=tmp_path).returncode == 0
+    done = cli("verify", str(out), cwd=tmp_path)
+    assert done.returncode == 0 and "OK" in done.stdout
+    done = cli("add", str(out), str(corpus), cwd=tmp_path)
+    assert done.returncode == 1
+    assert "do not work on sharded indexes yet" in done.stderr
+    done = cli("index", str(corpus), "-o", str(tmp_path / "x"), "--shards", "2", cwd=tmp_path)
+    assert done.returncode == 1 and "need --ray" in done.stderr
+    # a plain build replaces the sharded index, and its version goes on from the parent's
+    done = cli("index", str(corpus), "-o", str(out), "--backend", "exact", "--force",
+               "--no-progress", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    replaced = Manifest.read(out)
+    assert replaced.version == built["manifest"]["version"] + 1 and replaced.documents == 48
+    assert not (out / "shards").exists()
+    verify_index(out)
