@@ -160,12 +160,11 @@ def cluster() -> Iterator[str]:
     procs = [_start([*head_args, "--num-cpus=0", *common], temp / "head.log", env)]
     try:
         _wait_for_port(port, procs[0], temp / "head.log")
-        for worker in (1, 2):
-            node_args = [f"--address={address}", f"--dashboard-agent-listen-port={_free_port()}"]
-            node_args += ["--num-cpus=1", *common]
-            procs.append(_start(node_args, temp / f"worker-{worker}.log", env))
         ray.init(address=address, log_to_driver=False)
-        _wait_for_nodes(3, procs, temp)
+        _wait_for_nodes(1, procs, temp)
+        # one node at a time: two raylets registering at once can time out on a busy machine
+        for worker in (1, 2):
+            _start_worker(worker, address, common, procs, temp, env)
         yield address
     finally:
         try:
@@ -189,6 +188,32 @@ def _wait_for_port(port: int, proc: subprocess.Popen, log: Path) -> None:
         except OSError:
             assert time.monotonic() < deadline, f"Ray head never listened:\n{log.read_text()}"
             time.sleep(0.2)
+
+
+def _start_worker(
+    number: int,
+    address: str,
+    common: list[str],
+    procs: list[subprocess.Popen],
+    temp: Path,
+    env: dict[str, str],
+) -> None:
+    """Start worker node ``number`` and wait until it has joined; a node whose start-up timed
+    out (Ray gives up after 30 s when its GCS is slow to answer) is started once more."""
+    for attempt in (1, 2):
+        args = [f"--address={address}", f"--dashboard-agent-listen-port={_free_port()}"]
+        proc = _start([*args, "--num-cpus=1", *common], temp / f"worker-{number}.log", env)
+        procs.append(proc)
+        deadline = time.monotonic() + NODE_START_SECONDS
+        while sum(n["Alive"] for n in ray.nodes()) < 1 + number:
+            if proc.poll() is not None:
+                break
+            assert time.monotonic() < deadline, (temp / f"worker-{number}.log").read_text()
+            time.sleep(0.2)
+        else:
+            return
+        procs.remove(proc)
+        assert attempt == 1, (temp / f"worker-{number}.log").read_text()
 
 
 def _wait_for_nodes(count: int, procs: list[subprocess.Popen], temp: Path) -> None:
