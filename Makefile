@@ -15,11 +15,12 @@ export HF_HUB_OFFLINE ?= 1
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml requirements/torch-cpu.txt
+$(VENV)/.installed: pyproject.toml requirements/torch-cpu.txt requirements/no-deps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install -r requirements/torch-cpu.txt
 	$(BIN)/python -m pip install -c requirements/torch-cpu.txt -e ".[offline,test,bench]"
+	$(BIN)/python -m pip install --no-deps -r requirements/no-deps.txt
 	touch $@
 
 $(SAMPLE)/corpus.jsonl: scripts/make_sample_corpus.py | install

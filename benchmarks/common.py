@@ -79,6 +79,16 @@ def add_dataset(parser: argparse.ArgumentParser, *, many: bool = False) -> None:
     parser.add_argument("--split", default="test", help="qrels split")
 
 
+def add_index(parser: argparse.ArgumentParser) -> None:
+    """--index: the index to measure (default: the dataset's, built when missing)."""
+    parser.add_argument(
+        "--index",
+        type=Path,
+        default=None,
+        help="index folder (default: indexes/DATASET; built when it does not hold it)",
+    )
+
+
 def add_reranker(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reranker", type=Path, default=DEFAULT_RERANKER, help="CrossEncoder folder"

@@ -59,9 +59,9 @@ def main() -> None:
     add("--exact-rows", type=common.int_list, help="EXACT_ROWS values (default: searchkit's,0)")
     add("--k", type=int, default=10, help="hits per query")
     args, header = common.start(parser, NAME)
-    import searchkit.searcher
+    import searchkit.view
 
-    args.exact_rows = args.exact_rows or [searchkit.searcher.EXACT_ROWS, 0]
+    args.exact_rows = args.exact_rows or [searchkit.view.EXACT_ROWS, 0]
     data, docs = living_corpus(benchdata.load_dataset(args.dataset, args.split, args.limit))
     texts = list(data.queries.values())[: args.queries]
     paths = {f"{b} {k}": cached_index(data, b, k, args.index_dir) for b, k in args.backends}
@@ -194,7 +194,7 @@ def reader_window(searchers: list, texts: list[str], args: Any, refresh: bool) -
     """A thread per searcher searching for ``args.seconds``, refresh() before each query."""
     for searcher in searchers:
         for text in texts[:WARMUP]:
-            searcher.search(text, args.k, rerank=False)
+            searcher.search(text, args.k, rerank=False, mode="dense")
     deadline = time.perf_counter() + args.seconds
 
     def run(n: int) -> tuple[list[float], list[float]]:
@@ -203,7 +203,7 @@ def reader_window(searchers: list, texts: list[str], args: Any, refresh: bool) -
             if refresh and (switch := common.timed(searcher.refresh))[0]:
                 refreshes.append(switch[1])
             searches.append(common.timed(searcher.search, texts[i % len(texts)], args.k,
-                                         rerank=False)[1])  # fmt: skip
+                                         rerank=False, mode="dense")[1])  # fmt: skip
             i += 1
         return searches, refreshes
 
@@ -247,8 +247,8 @@ def write_loop(path: str, pool: list, batch: int, threads: int | None, ready: An
 
 @contextmanager
 def exact_rows(n: int) -> Iterator[None]:
-    """Run with ``searchkit.searcher.EXACT_ROWS = n`` (0: every filter goes to the backend)."""
-    import searchkit.searcher as s
+    """Run with ``searchkit.view.EXACT_ROWS = n`` (0: every filter goes to the backend)."""
+    import searchkit.view as s
 
     old, s.EXACT_ROWS = s.EXACT_ROWS, n
     try:
@@ -344,12 +344,14 @@ def measure(cases: list[Case], texts: list[str], queries: np.ndarray, ids: list[
         truth = [{ids[r] for r in rows[t]} for t in top]
         stats.append({"truth": truth, "ok": {ids[r] for r in rows}, "times": [], "hits": []})
         for text in texts[:WARMUP]:
-            searcher.search(text, k, rerank=False, where=where)
+            searcher.search(text, k, rerank=False, where=where, mode="dense")
     for q, text in enumerate(texts):
         for c in np.roll(np.arange(len(cases)), -q).tolist():
             (label, searcher, _, where), s = cases[c], stats[c]
             with exact_rows(label["exact_rows"]):
-                found, seconds = common.timed(searcher.search, text, k, rerank=False, where=where)
+                found, seconds = common.timed(
+                    searcher.search, text, k, rerank=False, where=where, mode="dense"
+                )
             s["times"].append(seconds)
             s["hits"].append({h.id for h in found})
     return [{**case[0], **scores(s, k)} for case, s in zip(cases, stats, strict=True)]
@@ -405,7 +407,7 @@ def tables(results: dict[str, Any], args: Any) -> list[common.Table]:
         table(f"Deletions and compact ({size})", DELETIONS, results["deletions"],
               "Latency excludes the query embedding. recall@k: against numpy brute force over "
               "the live documents' stored vectors. short queries: fewer than k hits. violations: "
-              "deleted documents returned. exact rows: searchkit.searcher.EXACT_ROWS (0 forces "
+              "deleted documents returned. exact rows: searchkit.view.EXACT_ROWS (0 forces "
               "the backend's own filtered search)."),
         table(f"Filters ({size})", FILTERED, results["filters"],
               "recall@k: against numpy brute force over the matching documents' stored vectors; "

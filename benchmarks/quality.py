@@ -2,7 +2,8 @@
 
 Baseline: bm25s (Lucene BM25, k1=1.5, b=0.75) over ``title + " " + text`` with the PyStemmer
 English stemmer and English stopwords, top 100 per query. searchkit: ``searchkit.evaluate``
-on the dataset's index (built or reused, see ``--index-dir``), retrieval alone (top 100) and
+on the dataset's index (built or reused, see ``--index-dir``; first stage ``--mode``, by default
+the index's: hybrid for an index with BM25), retrieval alone (top 100) and
 reranked (top ``--candidates`` reranked, the rest of the top 100 below them, as BEIR does).
 Every run is scored by ``searchkit.metrics.score_run`` (trec_eval); latency is per query,
 one query at a time, for all three.
@@ -37,6 +38,9 @@ def main() -> None:
     parser.add_argument("--rebuild", action="store_true", help="rebuild the indexes")
     parser.add_argument("--backend", default="faiss", help="backend of built indexes")
     parser.add_argument("--kind", default=None, help="kind of built indexes")
+    parser.add_argument(
+        "--mode", default=None, help="first stage: dense, lexical or hybrid (default: the index's)"
+    )
     args, header = common.start(parser, NAME)
     roots = args.dataset or _all_datasets(args.split)
     if not roots:
@@ -72,6 +76,7 @@ def _dataset(data: Any, args: Any) -> dict[str, Any]:
         rerank=not args.no_rerank,
         reranker=str(args.reranker),
         progress=sys.stderr.isatty(),
+        mode=args.mode,
     )
     for stage, metrics in result.metrics.items():
         label = "searchkit retrieve" if stage == "retrieval" else "searchkit rerank"
@@ -83,6 +88,7 @@ def _dataset(data: Any, args: Any) -> dict[str, Any]:
         "queries": len(data.queries),
         "index": str(index),
         "candidates": args.candidates,
+        "search": result.search,
         "reranker": result.reranker,
         "notes": result.notes,
         "systems": systems,
@@ -137,7 +143,8 @@ def _bm25_query(retriever: Any, text: str, stemmer: Any, depth: int) -> tuple[An
 
 def _table(name: str, r: dict[str, Any]) -> common.Table:
     table = common.Table(
-        f"{name}: {r['queries']} queries, rerank top {r['candidates']} with {r['reranker']}",
+        f"{name}: {r['queries']} queries, first stage {r['search']['mode']}, rerank top "
+        f"{r['candidates']} with {r['reranker']}",
         ["system", *HEADLINE, "nDCG@10 vs BM25", "p50 ms", "p95 ms"],
         note="vs BM25 = metric / bm25s metric; latency per query, one query at a time "
         "(bm25s: tokenize + retrieve; searchkit: the whole Searcher.search).",

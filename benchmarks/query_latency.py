@@ -24,12 +24,7 @@ def main() -> None:
     parser = common.make_parser(NAME, __doc__)
     common.add_dataset(parser)
     common.add_reranker(parser)
-    parser.add_argument(
-        "--index",
-        type=Path,
-        default=None,
-        help="index folder (default: indexes/DATASET; built when it does not hold it)",
-    )
+    common.add_index(parser)
     parser.add_argument("--rebuild", action="store_true", help="rebuild the index at --index")
     parser.add_argument("--backend", default="faiss", help="backend of a built index")
     parser.add_argument("--kind", default=None, help="kind of a built index")
@@ -112,11 +107,14 @@ def _measure(searcher: Any, base: Baseline, texts: list[str], args: Any) -> dict
     k, modes = args.k, {}
     single = common.cycle(texts, args.queries)
     modes["retrieve"] = _paired(
-        lambda q: searcher.search(q, k, rerank=False), lambda q: base.retrieve([q], k), single, args
+        lambda q: searcher.search(q, k, rerank=False, mode="dense"),
+        lambda q: base.retrieve([q], k),
+        single,
+        args,
     )
     for c in args.candidates:
         modes[f"retrieve+rerank@{c}"] = _paired(
-            lambda q, c=c: searcher.search(q, k, candidates=c),
+            lambda q, c=c: searcher.search(q, k, candidates=c, mode="dense"),
             lambda q, c=c: base.rerank([q], k, c),
             common.cycle(texts, args.rerank_queries),
             args,
@@ -125,7 +123,7 @@ def _measure(searcher: Any, base: Baseline, texts: list[str], args: Any) -> dict
     groups = common.cycle(texts, size * args.batches)
     batches = [groups[i : i + size] for i in range(0, len(groups), size)]
     modes[f"batch of {size} (retrieve)"] = _paired(
-        lambda b: searcher.search_batch(b, k, rerank=False),
+        lambda b: searcher.search_batch(b, k, rerank=False, mode="dense"),
         lambda b: base.retrieve(b, k),
         batches,
         args,

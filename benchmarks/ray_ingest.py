@@ -49,7 +49,7 @@ def main() -> None:
 
 
 def build(corpus: Path, scratch: Path, _workers: int, opts: dict[str, Any]) -> dict[str, Any]:
-    """Child process: a plain build_index, timed."""
+    """Child process: a plain build_index of vectors only (as the shards), timed."""
     import torch
 
     from searchkit import build_index
@@ -59,6 +59,7 @@ def build(corpus: Path, scratch: Path, _workers: int, opts: dict[str, Any]) -> d
         corpus,
         scratch / "baseline",
         backend=opts["backend"],
+        lexical="none",
         batch_size=opts["batch_size"],
         force=True,
         progress=False,

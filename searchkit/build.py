@@ -24,8 +24,10 @@ from searchkit.commit import (
     switch,
 )
 from searchkit.corpus import CorpusReader, SkippedLine
+from searchkit.defaults import DEFAULT_LEXICAL, DEFAULT_SPLADE
 from searchkit.encode import Encoder
 from searchkit.errors import IndexError_, IndexExists
+from searchkit.lexical import PostingsBuilder, lexical_config
 from searchkit.lock import WriterLock
 from searchkit.manifest import MANIFEST, Manifest
 from searchkit.models import Document
@@ -33,6 +35,7 @@ from searchkit.paths import default_index_dir
 from searchkit.progress import BuildProgress
 from searchkit.resolve import DEFAULT_ENCODER, DEFAULT_RERANKER, canonical_name
 from searchkit.segment import VectorSpec, WrittenSegment, write_segment
+from searchkit.splade import splade_for
 from searchkit.writer import embedded, in_blocks
 
 
@@ -62,6 +65,8 @@ def build_index(
     backend: str = "faiss",
     kind: str | None = None,
     params: dict[str, Any] | None = None,
+    lexical: str = DEFAULT_LEXICAL,
+    splade_model: str = DEFAULT_SPLADE,
     id_field: str | None = None,
     skip_invalid: bool = False,
     batch_size: int = 32,
@@ -81,9 +86,15 @@ def build_index(
         model: bi-encoder (folder, hub name, or ``all-MiniLM-L6-v2``).
         reranker: CrossEncoder recorded as the index's default reranker.
         backend: ``faiss``, ``hnswlib`` or ``exact``.
-        kind: ``flat``, ``hnsw`` or ``ivf`` (default: the backend's first).
+        kind: ``flat``, ``hnsw`` or ``ivf``; with faiss also the compact vector kinds ``sq8``
+            (8-bit scalar quantized), ``binary`` and ``binary-hnsw`` (sign bits), whose top
+            ``rescore`` candidates are rescored with the float vectors (default: the
+            backend's first).
         params: build/search parameters (``m``, ``ef_construction``, ``ef_search``, ``nlist``,
-            ``nprobe``); None values take the defaults.
+            ``nprobe``, ``rescore``); None values take the defaults.
+        lexical: the sparse first stage stored beside the vectors: ``bm25``, ``splade``
+            or ``none`` (see ``searchkit.lexical``).
+        splade_model: the SparseEncoder of ``lexical="splade"``.
         id_field: the corpus' id field (default ``_id``, else ``id``).
         skip_invalid: skip bad lines (reported in the result) instead of failing.
         runtime: the bi-encoder's inference runtime (``torch``, ``onnx``, ``openvino``, or
@@ -101,17 +112,22 @@ def build_index(
     out = Path(out) if out is not None else default_index_dir(corpus)
     spec = VectorSpec(backend, kind or DEFAULT_KIND[backend], params or {})
     resolve_params(backend, get_backend(backend).KINDS, spec.kind, spec.params, 1)  # fail early
+    terms = lexical_config(lexical, splade_model)
+    splade = splade_for(terms)
     reader = CorpusReader(corpus, id_field=id_field, skip_invalid=skip_invalid)
     with WriterLock(out):
         previous = check_target(out, force)
         encoder = Encoder(model, batch_size=batch_size, runtime=runtime, precision=precision)
-        encoder.model  # noqa: B018 - load the model before the progress bar starts
+        encoder.model  # noqa: B018 - load the models before the progress bar starts
+        if splade is not None:
+            splade.model  # noqa: B018
         root = out if previous is not None else staging_dir(out)
         number = _next_segment(out) if previous is not None else 1
         name = segment_name(number)
         staged = staging_segment(root, name)
         try:
-            written, embed_seconds = _write(staged, name, reader, encoder, spec, progress)
+            builder = PostingsBuilder(terms, splade) if terms else None
+            written, embed_seconds = _write(staged, name, reader, encoder, spec, builder, progress)
             install_segment(root, staged, name)
             manifest = Manifest(
                 version=(previous or 0) + 1,
@@ -133,6 +149,7 @@ def build_index(
                 searchkit_version=__version__,
                 segments=[written.entry],
                 next_segment=number + 1,
+                lexical=terms,
             )
             _commit(root, out, manifest)
         finally:
@@ -149,6 +166,7 @@ def _write(
     reader: CorpusReader,
     encoder: Encoder,
     spec: VectorSpec,
+    lexical: PostingsBuilder | None,
     progress: bool,
 ) -> tuple[WrittenSegment, float]:
     """Embed the corpus into segment ``name``; returns it and the seconds spent embedding."""
@@ -165,8 +183,9 @@ def _write(
             bar.phase(f"indexing ({spec.backend} {spec.kind})")
 
         written = write_segment(
-            staged, name, embedded(blocks(), encoder, bar.advance), encoder.dim, spec, indexing
-        )
+            staged, name, embedded(blocks(), encoder, bar.advance), encoder.dim, spec, indexing,
+            lexical,
+        )  # fmt: skip
     assert written is not None  # the reader raises on an empty corpus
     return written, marks[-1] - marks[0]
 

@@ -6,12 +6,21 @@ import json
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from searchkit.defaults import DEFAULT_CANDIDATES, DEFAULT_K
+from searchkit.defaults import (
+    DEFAULT_CANDIDATES,
+    DEFAULT_FUSION,
+    DEFAULT_K,
+    DEFAULT_LEXICAL,
+    DEFAULT_RRF_K,
+    DEFAULT_SPLADE,
+    DEFAULT_WEIGHT,
+)
 from searchkit.errors import SearchkitError
 from searchkit.resolve import DEFAULT_ENCODER, DEFAULT_RERANKER
 
@@ -50,6 +59,23 @@ QueryRuntimeOpt = Annotated[
 RerankerRuntimeOpt = Annotated[
     str | None, typer.Option(help="Reranker runtime, e.g. openvino-int8 or torch-bf16 [auto].")
 ]
+ModeOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="First stage: dense, lexical or hybrid [hybrid when the index has lexical data]."
+    ),
+]
+FusionOpt = Annotated[str, typer.Option(help="How hybrid fuses: rrf or weighted.")]
+RrfKOpt = Annotated[float, typer.Option("--rrf-k", help="k of reciprocal rank fusion.")]
+WeightOpt = Annotated[float, typer.Option(help="Dense share of weighted fusion, 0 to 1.")]
+LexicalOpt = Annotated[
+    str, typer.Option(help="Lexical first stage stored in the index: bm25, splade or none.")
+]
+SpladeOpt = Annotated[str, typer.Option(help="SparseEncoder for --lexical splade.")]
+RescoreOpt = Annotated[
+    int | None,
+    typer.Option(help="Candidates rescored with float vectors (sq8, binary kinds; 0: off)."),
+]
 
 
 @contextmanager
@@ -84,13 +110,26 @@ def index(
         str, typer.Option(help="Vector backend: faiss, hnswlib or exact.")
     ] = "faiss",
     kind: Annotated[
-        str | None, typer.Option(help="flat, hnsw or ivf [default: faiss flat, hnswlib hnsw].")
+        str | None,
+        typer.Option(
+            help="flat, hnsw, ivf; compact vectors (faiss): sq8, binary, binary-hnsw "
+            "[default: faiss flat, hnswlib hnsw]."
+        ),
     ] = None,
     m: Annotated[int | None, typer.Option("--m", help="HNSW links per node [32].")] = None,
     ef_construction: Annotated[int | None, typer.Option(help="HNSW build breadth [200].")] = None,
     ef_search: EfSearchOpt = None,
     nlist: Annotated[int | None, typer.Option(help="IVF lists [about 4*sqrt(docs)].")] = None,
     nprobe: NprobeOpt = None,
+    lexical: Annotated[
+        str | None,
+        typer.Option(
+            help="Lexical first stage stored in the index: bm25, splade or none "
+            "[bm25; none with --ray: a sharded index holds vectors only]."
+        ),
+    ] = None,
+    splade_model: SpladeOpt = DEFAULT_SPLADE,
+    rescore: RescoreOpt = None,
     id_field: Annotated[str | None, typer.Option(help="Id field [_id, else id].")] = None,
     skip_invalid: Annotated[
         bool, typer.Option(help="Skip bad lines and report them instead of failing.")
@@ -123,17 +162,21 @@ def index(
         "ef_search": ef_search,
         "nlist": nlist,
         "nprobe": nprobe,
+        "rescore": rescore,
     }
     with _errors():
-        build = build_index
         if ray is not None:
-            from functools import partial
-
             from searchkit.distributed import ingest
 
-            build = partial(ingest, shards=shards or 1, address=ray, workers=workers)
+            build = partial(
+                ingest, shards=shards or 1, address=ray, workers=workers, lexical=lexical or "none"
+            )
         elif (shards, workers) != (None, None):
             raise InvalidParameter("--shards and --workers need --ray ADDRESS")
+        else:
+            build = partial(
+                build_index, lexical=lexical or DEFAULT_LEXICAL, splade_model=splade_model
+            )
         report = build(
             corpus, out, model=model, reranker=reranker, backend=backend, kind=kind,
             params=params, id_field=id_field, skip_invalid=skip_invalid, batch_size=batch_size,
@@ -161,8 +204,13 @@ def query(
             "(see searchkit.filters)."
         ),
     ] = None,
+    mode: ModeOpt = None,
+    fusion: FusionOpt = DEFAULT_FUSION,
+    rrf_k: RrfKOpt = DEFAULT_RRF_K,
+    weight: WeightOpt = DEFAULT_WEIGHT,
     ef_search: EfSearchOpt = None,
     nprobe: NprobeOpt = None,
+    rescore: RescoreOpt = None,
     query_runtime: QueryRuntimeOpt = None,
     reranker_runtime: RerankerRuntimeOpt = None,
     verify: Annotated[bool, typer.Option(help="Check file checksums on open.")] = True,
@@ -189,8 +237,9 @@ def query(
             query_runtime=query_runtime, reranker_runtime=reranker_runtime,
         )  # fmt: skip
         hits = searcher.search(
-            text, k, rerank=rerank, candidates=candidates, where=where,
-            ef_search=ef_search, nprobe=nprobe,
+            text, k, rerank=rerank, candidates=candidates, where=where, mode=mode,
+            fusion=fusion, rrf_k=rrf_k, weight=weight, ef_search=ef_search, nprobe=nprobe,
+            rescore=rescore,
         )  # fmt: skip
     print_hits(path, hits, searcher.reranker.name, as_json=as_json)
 
@@ -209,10 +258,15 @@ def eval_(
     ] = DEFAULT_CANDIDATES,
     rerank: Annotated[bool, typer.Option(help="Also measure retrieval + rerank.")] = True,
     reranker: Annotated[str | None, typer.Option(help="CrossEncoder [the index's].")] = None,
+    mode: ModeOpt = None,
+    fusion: FusionOpt = DEFAULT_FUSION,
+    rrf_k: RrfKOpt = DEFAULT_RRF_K,
+    weight: WeightOpt = DEFAULT_WEIGHT,
     model: Annotated[
         str, typer.Option(help="Bi-encoder, if the index is built.")
     ] = DEFAULT_ENCODER,
     backend: Annotated[str, typer.Option(help="Backend, if the index is built.")] = "faiss",
+    lexical: LexicalOpt = DEFAULT_LEXICAL,
     runtime: RuntimeOpt = None,
     precision: PrecisionOpt = None,
     query_runtime: QueryRuntimeOpt = None,
@@ -224,13 +278,13 @@ def eval_(
     ] = None,
 ) -> None:
     """Measure nDCG@10, MRR@10, Recall@10/100, MAP@100 and latency on judged queries,
-    e.g. searchkit eval --dataset ../shared/data/beir/scifact --split test"""
+    e.g. searchkit eval --dataset ../shared/data/beir/scifact --split test --mode hybrid"""
     from searchkit.evaluate import evaluate, prepare
     from searchkit.report import print_eval
 
     build = {
-        "model": model, "backend": backend, "runtime": runtime, "precision": precision,
-        "force": force, "progress": progress,
+        "model": model, "backend": backend, "lexical": lexical, "runtime": runtime,
+        "precision": precision, "force": force, "progress": progress,
     }  # fmt: skip
     if reranker is not None:
         build["reranker"] = reranker
@@ -240,7 +294,8 @@ def eval_(
         )
         result = evaluate(
             path, data, candidates=candidates, rerank=rerank, reranker=reranker,
-            progress=progress, query_runtime=query_runtime, reranker_runtime=reranker_runtime,
+            progress=progress, mode=mode, fusion=fusion, rrf_k=rrf_k, weight=weight,
+            query_runtime=query_runtime, reranker_runtime=reranker_runtime,
         )  # fmt: skip
     print_eval(result)
     if json_out is not None:

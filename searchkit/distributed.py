@@ -86,6 +86,7 @@ def ingest(
     backend: str = "faiss",
     kind: str | None = None,
     params: dict[str, Any] | None = None,
+    lexical: str = "none",
     id_field: str | None = None,
     skip_invalid: bool = False,
     batch_size: int = 32,
@@ -105,6 +106,8 @@ def ingest(
             call), ``ray://host:port``, or ``host:port``. Ignored when Ray is already initialized.
         workers: embedding actors, one model each (default: one per CPU of the cluster).
         block_docs: corpus lines per block, the unit of work and of retry.
+        lexical: only ``none``: the shards hold vectors only, so a sharded index is searched
+            in dense mode (build without Ray for lexical or hybrid search).
 
     Example::
 
@@ -115,6 +118,11 @@ def ingest(
     out = Path(out) if out is not None else default_index_dir(corpus)
     if shards < 1 or block_docs < 1 or (workers is not None and workers < 1):
         raise InvalidParameter("shards, workers and block_docs must be at least 1")
+    if lexical != "none":
+        raise InvalidParameter(
+            f"a sharded index (--ray) holds vectors only, not {lexical!r} lexical data: pass "
+            "--lexical none, or build without --ray for lexical or hybrid search"
+        )
     spec = VectorSpec(backend, kind or DEFAULT_KIND[backend], params or {})
     resolve_params(backend, get_backend(backend).KINDS, spec.kind, spec.params, 1)  # fail early
     resolve_model(model)  # a model folder that does not exist fails here, not in every actor

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 from searchkit.beir import EvalSet, load_beir, load_eval_set
 from searchkit.build import build_index
 from searchkit.corpus import corpus_sha256
-from searchkit.defaults import DEFAULT_CANDIDATES
+from searchkit.defaults import DEFAULT_CANDIDATES, DEFAULT_FUSION, DEFAULT_RRF_K, DEFAULT_WEIGHT
 from searchkit.errors import DatasetError, IndexExists, InvalidParameter
 from searchkit.manifest import MANIFEST, Manifest
 from searchkit.metrics import percentiles_ms, score_run
@@ -33,9 +34,12 @@ class EvalResult:
     queries: int
     candidates: int
     reranker: str | None
+    search: dict[str, Any] = field(default_factory=dict)  # mode, fusion, rrf_k, weight
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # rerank stage: pairs scored, pairs longer than the reranker reads, and that length
+    truncation: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,15 +97,20 @@ def evaluate(
     rerank: bool = True,
     reranker: str | None = None,
     progress: bool = True,
+    mode: str | None = None,
+    fusion: str = DEFAULT_FUSION,
+    rrf_k: float = DEFAULT_RRF_K,
+    weight: float = DEFAULT_WEIGHT,
     query_runtime: str | None = None,
     reranker_runtime: str | None = None,
 ) -> EvalResult:
     """Run every judged query through ``index`` one at a time (to time each) and score the runs.
 
-    The retrieval stage ranks the top 100 by vector; the rerank stage reranks the top
-    ``candidates`` (the full query path, timed end to end) and keeps the rest of the top 100
-    in retrieval order below them, as BEIR does. Query runtimes are as for ``Searcher``; the
-    query cache is off, so the rerank stage's latency includes embedding the query again.
+    The retrieval stage ranks the top 100 by the first stage (``mode``: dense, lexical or
+    hybrid with ``fusion``, as ``Searcher.search`` takes them); the rerank stage reranks the
+    top ``candidates`` (the full query path, timed end to end) and keeps the rest of the top
+    100 in retrieval order below them, as BEIR does. Query runtimes are as for ``Searcher``;
+    the query cache is off, so the rerank stage's latency includes embedding the query again.
 
     Example::
 
@@ -117,24 +126,27 @@ def evaluate(
         query_cache=0,
     )
     _check_ids(searcher, data)
-    result = EvalResult(data.name, str(index), len(data.queries), candidates, None)
-    retrieved = _run_stage(searcher, data, result, "retrieval", progress, k=DEPTH, rerank=False)
+    options = {
+        "mode": searcher.resolve_mode(mode),
+        "fusion": fusion,
+        "rrf_k": rrf_k,
+        "weight": weight,
+    }
+    result = EvalResult(data.name, str(index), len(data.queries), candidates, None, options)
+    stage = functools.partial(_run_stage, searcher, data, result, progress=progress, **options)
+    retrieved = stage("retrieval", k=DEPTH, rerank=False)
     result.metrics["retrieval"] = score_run(
         data.qrels, {q: _ranked(h) for q, h in retrieved.items()}
     )
     if rerank:
-        reranked = _run_stage(
-            searcher,
-            data,
-            result,
-            "rerank",
-            progress,
-            k=candidates,
-            rerank=True,
-            candidates=candidates,
-        )
+        reranked = stage("rerank", k=candidates, rerank=True, candidates=candidates)
         if all(h.reranked for h in reranked.values()):
             result.reranker = searcher.reranker.name
+            result.truncation = {
+                "pairs": sum(h.candidates for h in reranked.values()),
+                "truncated": sum(h.truncated for h in reranked.values()),
+                "max_tokens": searcher.reranker.max_tokens,
+            }
             run = {q: _with_tail(reranked[q], retrieved[q]) for q in reranked}
             result.metrics["rerank"] = score_run(data.qrels, run)
         else:
@@ -144,7 +156,13 @@ def evaluate(
 
 
 def _run_stage(
-    searcher: Searcher, data: EvalSet, result: EvalResult, stage: str, progress: bool, **search: Any
+    searcher: Searcher,
+    data: EvalSet,
+    result: EvalResult,
+    stage: str,
+    *,
+    progress: bool,
+    **search: Any,
 ) -> dict[str, Hits]:
     hits, seconds = {}, []
     searcher.search(next(iter(data.queries.values())), **search)  # load models before timing

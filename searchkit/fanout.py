@@ -20,18 +20,14 @@ from typing import Protocol
 import numpy as np
 import pyarrow as pa
 
+from searchkit.errors import InvalidParameter
 from searchkit.filters import Filter, Where, compile_filter, matching
+from searchkit.fusion import Fuse
 from searchkit.models import Document
 from searchkit.rerank import Reranker
-from searchkit.searcher import (
-    QUERY_CACHE,
-    Pool,
-    QueryCache,
-    Searcher,
-    _merged_fields,
-    query_encoder,
-)
+from searchkit.searcher import MODES, QUERY_CACHE, Pool, QueryCache, Searcher, query_encoder
 from searchkit.shards import ShardedManifest, check_shard_manifests
+from searchkit.view import merged_fields
 
 ShardHits = list[list[tuple[float, Document]]]  # per query: (score, document), best first
 
@@ -174,7 +170,18 @@ class ShardedSearcher(Searcher):
 
     @functools.cached_property
     def _fields(self) -> dict[str, pa.DataType]:
-        return _merged_fields(pa.schema(list(f.items())) for f in self._shards.fields())
+        return merged_fields(pa.schema(list(f.items())) for f in self._shards.fields())
+
+    def resolve_mode(self, mode: str | None) -> str:
+        """Always ``dense``: shards hold vectors only (``searchkit.distributed`` writes no
+        lexical data), so lexical and hybrid search are refused."""
+        if mode in (None, "dense") or mode not in MODES:
+            return super().resolve_mode(mode)
+        raise InvalidParameter(
+            f"{self.path} is a sharded index, which holds vectors only, so mode {mode!r} cannot "
+            "run; search it with --mode dense, or build the index without --ray for lexical or "
+            "hybrid search"
+        )
 
     def _candidates(
         self,
@@ -182,8 +189,11 @@ class ShardedSearcher(Searcher):
         depth: int,
         where: Where | None,
         overrides: dict[str, int | None],
+        mode: str,
+        fuse: Fuse,
     ) -> tuple[list[Pool], dict[int, Document]]:
-        """Every shard's top ``depth`` for each query, merged by score."""
+        """Every shard's top ``depth`` for each query, merged by score (``mode`` is dense:
+        see ``resolve_mode``; there is nothing to ``fuse``)."""
         flt = None if where is None else compile_filter(where, self._fields)
         found = self._shards.retrieve(self._query_vectors(queries), depth, flt, overrides)
         return _merge(found, len(queries), depth)

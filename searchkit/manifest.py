@@ -12,7 +12,8 @@ from typing import Any
 from searchkit.errors import CorruptIndex, IncompatibleIndex, IndexNotFound
 from searchkit.fsio import sha256_file, write_atomic
 
-FORMAT_VERSION = 2  # 2: segments and deletions (living indexes)
+FORMAT_VERSION = 3  # 2: segments and deletions (living indexes); 3: lexical first stage
+READABLE_VERSIONS = (2, 3)  # a version 2 index is a version 3 one without lexical data
 MANIFEST = "manifest.json"
 # the "kind" of a sharded index's parent manifest (searchkit.shards)
 SHARDED = "sharded"
@@ -66,6 +67,7 @@ class Manifest:
     segments: list[SegmentEntry] = field(default_factory=list)
     deleted: int = 0
     next_segment: int = 1
+    lexical: dict[str, Any] | None = None  # the sparse first stage (searchkit.lexical), if any
     similarity: str = "cosine"
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     format_version: int = FORMAT_VERSION
@@ -79,7 +81,8 @@ class Manifest:
 
     def write(self, folder: Path) -> None:
         """Atomically write (or replace) ``folder/manifest.json``."""
-        text = json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        data = {**self.to_dict(), "format_version": FORMAT_VERSION}  # what this code writes
+        text = json.dumps(data, indent=2, sort_keys=True) + "\n"
         write_atomic(folder / MANIFEST, text.encode())
 
     @classmethod
@@ -102,10 +105,11 @@ class Manifest:
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise CorruptIndex(f"{path}: not valid JSON ({err}); rebuild the index") from None
         found = data.get("format_version") if isinstance(data, dict) else None
-        if found != FORMAT_VERSION:
+        if found not in READABLE_VERSIONS:
             raise IncompatibleIndex(
-                f"{path}: index format version {found!r}, but this searchkit reads version "
-                f"{FORMAT_VERSION}; rebuild the index with: searchkit index CORPUS --force"
+                f"{path}: index format version {found!r}, but this searchkit reads versions "
+                f"{READABLE_VERSIONS[0]} to {FORMAT_VERSION}; rebuild the index with: "
+                "searchkit index CORPUS --force"
             )
         if isinstance(data, dict) and data.get("kind") == SHARDED and cls is Manifest:
             raise IncompatibleIndex(

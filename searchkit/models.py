@@ -25,7 +25,8 @@ class Hit:
     """One search result.
 
     ``score`` is the rerank score when the hits were reranked, else the retrieval score;
-    ``retrieval_score`` and ``retrieval_rank`` (1-based) always come from the vector search.
+    ``retrieval_score`` and ``retrieval_rank`` (1-based) always come from the first stage: the
+    vector search, the lexical search, or their fusion (hybrid).
     """
 
     id: str
@@ -48,16 +49,34 @@ class Hits(list[Hit]):
         query: the query text.
         reranked: True when a CrossEncoder ordered the hits; False when they are in retrieval
             order (rerank was off, or the default reranker could not be loaded).
+        mode: the first stage: ``dense``, ``lexical`` or ``hybrid`` (fused).
+        candidates: how many candidates the reranker scored (0 when not reranked).
+        truncated: how many of them were longer than the reranker reads, so it scored only
+            their start (see ``searchkit.rerank``).
     """
 
-    def __init__(self, hits: list[Hit], query: str, reranked: bool) -> None:
+    def __init__(
+        self,
+        hits: list[Hit],
+        query: str,
+        reranked: bool,
+        mode: str = "dense",
+        candidates: int = 0,
+        truncated: int = 0,
+    ) -> None:
         super().__init__(hits)
         self.query = query
         self.reranked = reranked
+        self.mode = mode
+        self.candidates = candidates
+        self.truncated = truncated
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "query": self.query,
             "reranked": self.reranked,
+            "mode": self.mode,
+            "candidates": self.candidates,
+            "truncated": self.truncated,
             "hits": [hit.to_dict() for hit in self],
         }

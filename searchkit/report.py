@@ -76,7 +76,12 @@ def print_hits(index: Path, hits: Hits, reranker: str, as_json: bool = False) ->
         )
         return
     how = f"reranked by {reranker}" if hits.reranked else "retrieval order (not reranked)"
-    title = f"{len(hits)} hits for {hits.query!r} in {index}, {how}"
+    title = f"{len(hits)} hits for {hits.query!r} in {index}, {hits.mode} retrieval, {how}"
+    if hits.truncated:
+        title += (
+            f"; {hits.truncated} of {hits.candidates} candidates were longer than the reranker "
+            "reads and were scored on their start"
+        )
     table = Table(title=title, title_justify="left")
     for column in ("#", "score", "retr."):
         table.add_column(column, justify="right")
@@ -116,6 +121,8 @@ def print_manifest(index: Path, manifest: Manifest, as_json: bool = False) -> No
         ),
         ("reranker", m.reranker),
         ("vectors", f"{m.backend['name']} {m.backend['kind']} ({params}), {m.similarity}"),
+        ("lexical", _lexical(m.lexical)),
+        ("vector memory", _vector_memory(m)),
         (
             "corpus",
             f"{m.corpus['path']} (sha256 {m.corpus['sha256'][:16]}..., "
@@ -129,6 +136,21 @@ def print_manifest(index: Path, manifest: Manifest, as_json: bool = False) -> No
     for key, value in rows:
         table.add_row(key, _escape(value))
     Console().print(table)
+
+
+def _lexical(config: dict[str, Any] | None) -> str:
+    if not config:
+        return "none (dense search only)"
+    rest = ", ".join(f"{k}={v}" for k, v in config.items() if k != "kind")
+    return f"{config['kind']} ({rest})"
+
+
+def _vector_memory(m: Manifest) -> str:
+    """Bytes per row of the vector indexes (what is held in RAM) and of the float vectors."""
+    rows = sum(s.rows for s in m.segments)
+    held = sum(m.files[s.role("index")].bytes for s in m.segments)
+    per_row = f"{held / rows:,.0f}" if rows else "-"
+    return f"{per_row} bytes/vector in the index; float32 vectors {4 * m.dim:,} on disk (mmap)"
 
 
 def print_commit(report: CommitReport, as_json: bool = False) -> None:
@@ -199,8 +221,18 @@ def print_eval(result: EvalResult) -> None:
         )
     console = Console()
     console.print(f"{result.name}: {result.queries} queries on {result.index}", markup=False)
+    s = result.search
+    how = {"rrf": f"rrf k={s.get('rrf_k')}", "weighted": f"weighted dense={s.get('weight')}"}
+    fused = f", fusion {how[s['fusion']]}" if s.get("mode") == "hybrid" else ""
+    console.print(f"first stage: {s.get('mode')}{fused}", markup=False)
     console.print(table)
     if result.reranker:
         console.print(f"reranker: {result.reranker}", markup=False)
+    if t := result.truncation:
+        console.print(
+            f"reranker truncated {t['truncated']:,} of {t['pairs']:,} (query, passage) pairs "
+            f"to {t['max_tokens']} tokens",
+            markup=False,
+        )
     for note in result.notes:
         console.print(f"note: {note}", markup=False)

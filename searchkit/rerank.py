@@ -10,6 +10,10 @@ import numpy as np
 from searchkit.resolve import DEFAULT_RERANKER
 from searchkit.runtimes.model import RuntimeModel
 
+# Far above the 4-5 characters of an average English word piece: the cut never shortens what
+# the model can read, it only spares tokenizing text the model would drop.
+CHARS_PER_TOKEN = 16
+
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder
 
@@ -17,8 +21,11 @@ if TYPE_CHECKING:
 class Reranker(RuntimeModel["CrossEncoder"]):
     """Scores query/passage pairs with a CrossEncoder; higher is more relevant.
 
-    Passages longer than the model's ``max_length`` are truncated by its tokenizer, which keeps
-    the query and the start of the passage.
+    Pairs are scored in batches of similar length (sentence-transformers sorts them). A pair
+    longer than the model's ``max_seq_length`` tokens is truncated to it (the query and the start
+    of the passage), and counted: ``score_counted`` says which pairs were. Passages are first cut
+    to ``CHARS_PER_TOKEN`` characters per token of that limit, so a huge passage is never
+    tokenized whole (a cut passage counts as truncated).
 
     ``Reranker()`` is ``cross-encoder/ms-marco-MiniLM-L6-v2``; the options are those of
     :class:`searchkit.runtimes.model.RuntimeModel` (``batch_size``: pairs per forward pass).
@@ -36,11 +43,27 @@ class Reranker(RuntimeModel["CrossEncoder"]):
 
         return CrossEncoder
 
+    @property
+    def max_tokens(self) -> int:
+        """The longest (query, passage) pair the model reads, in tokens (loads the model)."""
+        return int(self.model.max_seq_length)
+
     def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """One float score per (query, passage) pair, all pairs batched together."""
+        return self.score_counted(pairs)[0]
+
+    def score_counted(self, pairs: Sequence[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+        """Scores of the pairs, and for each pair whether the model read only part of it."""
         if not pairs:
-            return np.empty(0, dtype=np.float32)
+            return np.empty(0, dtype=np.float32), np.empty(0, dtype=bool)
+        cap = self.max_tokens * CHARS_PER_TOKEN
+        cut = [(q, p[:cap]) for q, p in pairs]
+        tokens = self.model.tokenizer(
+            [q for q, _ in cut], [p for _, p in cut], truncation=False, verbose=False
+        )["input_ids"]
+        lengths = np.asarray([len(ids) for ids in tokens])
+        truncated = (np.asarray([len(p) for _, p in pairs]) > cap) | (lengths > self.max_tokens)
         scores = self.model.predict(
-            list(pairs), batch_size=self.batch_size, show_progress_bar=False, convert_to_numpy=True
+            cut, batch_size=self.batch_size, show_progress_bar=False, convert_to_numpy=True
         )
-        return np.asarray(scores, dtype=np.float32).reshape(len(pairs))
+        return np.asarray(scores, dtype=np.float32).reshape(len(pairs)), truncated

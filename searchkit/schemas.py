@@ -8,12 +8,23 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from searchkit.defaults import DEFAULT_CANDIDATES, DEFAULT_K
+from searchkit.defaults import (
+    DEFAULT_CANDIDATES,
+    DEFAULT_FUSION,
+    DEFAULT_K,
+    DEFAULT_RRF_K,
+    DEFAULT_WEIGHT,
+)
+from searchkit.fusion import FUSIONS
 from searchkit.models import Hit  # a dataclass: pydantic validates and documents it as is
+from searchkit.searcher import MODES
+
+# the request options of the first stage, offered for an index with lexical data
+FIRST_STAGE_PARAMS = frozenset({"mode", "fusion", "rrf_k", "weight"})
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,9 @@ class SearchResult(BaseModel):
     reranker: str | None
     query: str
     reranked: bool
+    mode: str
+    candidates: int
+    truncated: int
     hits: list[Hit]
 
 
@@ -97,7 +111,8 @@ def request_models(
     """SearchRequest, BatchRequest, UpsertRequest and DeleteRequest bounded by ``limits``.
 
     ``search_params`` are the query-time options of the index's backend (``ef_search`` for
-    HNSW, ``nprobe`` for IVF); the others are left out, so the spec offers only what applies.
+    HNSW, ``nprobe`` for IVF, ``rescore`` for compact vectors) and, for an index with lexical
+    data, ``FIRST_STAGE_PARAMS``; the others are left out, so the spec offers only what applies.
     """
     query = Annotated[str, Field(min_length=1, max_length=limits.max_query_chars)]
     where = Annotated[
@@ -119,6 +134,26 @@ def request_models(
     tuning = {
         "ef_search": (int | None, Field(None, ge=1, le=10_000, description="HNSW search breadth")),
         "nprobe": (int | None, Field(None, ge=1, le=100_000, description="IVF lists to visit")),
+        "rescore": (
+            int | None,
+            Field(None, ge=0, le=10_000, description="compact-vector candidates rescored"),
+        ),
+        "mode": (
+            Literal[MODES] | None,  # type: ignore[valid-type]
+            Field(None, description="first stage: dense, lexical or hybrid [hybrid]"),
+        ),
+        "fusion": (
+            Literal[FUSIONS],  # type: ignore[valid-type]
+            Field(DEFAULT_FUSION, description="how hybrid fuses: rrf or weighted"),
+        ),
+        "rrf_k": (
+            float,
+            Field(DEFAULT_RRF_K, ge=0, le=10_000, allow_inf_nan=False, description="RRF's k"),
+        ),
+        "weight": (
+            float,
+            Field(DEFAULT_WEIGHT, ge=0, le=1, allow_inf_nan=False, description="dense share"),
+        ),
     }
     options.update({name: spec for name, spec in tuning.items() if name in search_params})
     document = create_model(

@@ -3,41 +3,48 @@
 from __future__ import annotations
 
 import functools
-import math
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from searchkit.backends.base import pad
-from searchkit.backends.exact import top_k
-from searchkit.defaults import DEFAULT_CANDIDATES, DEFAULT_K
+from searchkit.defaults import (
+    DEFAULT_CANDIDATES,
+    DEFAULT_FUSION,
+    DEFAULT_K,
+    DEFAULT_RRF_K,
+    DEFAULT_WEIGHT,
+)
 from searchkit.encode import Encoder
 from searchkit.errors import (
-    CorruptIndex,
     IncompatibleIndex,
     InvalidParameter,
     ModelUnavailable,
     RerankerUnavailableWarning,
     RuntimeMismatchWarning,
 )
-from searchkit.filters import Where, compile_filter, matching
+from searchkit.filters import Where
+from searchkit.fusion import Fuse, check_fusion, fuser
+from searchkit.lexical import Terms, bm25_query_terms
 from searchkit.manifest import Manifest
 from searchkit.models import Document, Hit, Hits
 from searchkit.rerank import Reranker
 from searchkit.runtimes import Runtime, from_manifest
-from searchkit.segment import SEGMENT_PARTS, Segment, read_deletions
+from searchkit.splade import splade_for
+from searchkit.view import merged_fields, open_view, verify_index
 
-OPEN_ATTEMPTS = 5  # a writer may remove an old version's files while we open it: re-read
-EXACT_ROWS = 20_000  # filters leaving at most this many rows in a segment are searched exactly
-MAX_EF_SEARCH = 1024  # the widest HNSW search a selective filter or many deletions may ask
-STRIDE = 1 << 40  # a hit's reference: segment position * STRIDE + row
+__all__ = ["MODES", "Searcher", "verify_index"]
+
+MODES = ("dense", "lexical", "hybrid")
+# Hybrid fuses each first stage's top max(this, candidates): the two top-100 lists, as the
+# standard RRF runs do; deeper lists cost little (the vector search and BM25 scoring are
+# done for every row anyway), only the fused top candidates are fetched.
+FUSION_DEPTH = 100
 QUERY_CACHE = 1024  # query embeddings kept for repeated queries (benchmarks/README.md)
 
 
@@ -76,10 +83,11 @@ class Searcher:
     ) -> None:
         self.path = Path(path)
         self._verify = verify
-        self._view = _open_view(self.path, verify)
+        self._view = open_view(self.path, verify)
         m = self.manifest
         self.encoder = query_encoder(m.encoder, query_runtime)
         self.reranker = Reranker(reranker or m.reranker, runtime=reranker_runtime)
+        self.splade = splade_for(m.lexical)
         self._reranker_missing = False
         self._queries = QueryCache(query_cache)
 
@@ -119,9 +127,11 @@ class Searcher:
         """Switch to the index's newest committed version; True if it changed."""
         if Manifest.read(self.path).version == self.manifest.version:
             return False
-        view = _open_view(self.path, self._verify, self._view)
+        view = open_view(self.path, self._verify, self._view)
         if view.manifest.dim != self.manifest.dim:
             raise IncompatibleIndex(f"{self.path}: the index was rebuilt with another model")
+        if view.manifest.lexical != self.manifest.lexical:
+            self.splade = splade_for(view.manifest.lexical)
         self._view = view
         return True
 
@@ -138,7 +148,7 @@ class Searcher:
 
     def fields(self) -> dict[str, pa.DataType]:
         """The metadata fields a filter may use, with their types."""
-        return _merged_fields(seg.fields.schema for seg in self._view.segments)
+        return merged_fields(seg.fields.schema for seg in self._view.segments)
 
     def search(
         self,
@@ -148,8 +158,13 @@ class Searcher:
         rerank: bool = True,
         candidates: int = DEFAULT_CANDIDATES,
         where: Where | None = None,
+        mode: str | None = None,
+        fusion: str = DEFAULT_FUSION,
+        rrf_k: float = DEFAULT_RRF_K,
+        weight: float = DEFAULT_WEIGHT,
         ef_search: int | None = None,
         nprobe: int | None = None,
+        rescore: int | None = None,
     ) -> Hits:
         """The top ``k`` hits for ``query``.
 
@@ -160,18 +175,27 @@ class Searcher:
             candidates: how many retrieved documents the reranker scores (at least ``k``).
             where: keep only documents whose metadata matches, e.g. ``'year >= 2020'`` or
                 ``{"source": "pubmed"}`` (see ``searchkit.filters``).
+            mode: the first stage: ``dense`` (vectors), ``lexical`` (the index's BM25 or
+                SPLADE terms) or ``hybrid`` (both, fused); default hybrid when the index has
+                lexical data, else dense.
+            fusion: how hybrid fuses the two top-``FUSION_DEPTH`` lists: ``rrf`` or
+                ``weighted`` (see ``searchkit.fusion``).
+            rrf_k: the k of reciprocal rank fusion.
+            weight: the dense list's share in weighted fusion (the lexical one's is 1 - weight).
             ef_search: HNSW search breadth for this query (hnsw indexes).
             nprobe: IVF lists to visit for this query (ivf indexes).
+            rescore: candidates of a compact index (sq8, binary) rescored with the float
+                vectors for this query; 0 keeps the compact scores.
+
+        Example::
+
+            hits = s.search("statin side effects", mode="hybrid", fusion="rrf", rrf_k=60)
         """
         return self.search_batch(
-            [query],
-            k,
-            rerank=rerank,
-            candidates=candidates,
-            where=where,
-            ef_search=ef_search,
-            nprobe=nprobe,
-        )[0]
+            [query], k, rerank=rerank, candidates=candidates, where=where, mode=mode,
+            fusion=fusion, rrf_k=rrf_k, weight=weight, ef_search=ef_search, nprobe=nprobe,
+            rescore=rescore,
+        )[0]  # fmt: skip
 
     def search_batch(
         self,
@@ -181,23 +205,31 @@ class Searcher:
         rerank: bool = True,
         candidates: int = DEFAULT_CANDIDATES,
         where: Where | None = None,
+        mode: str | None = None,
+        fusion: str = DEFAULT_FUSION,
+        rrf_k: float = DEFAULT_RRF_K,
+        weight: float = DEFAULT_WEIGHT,
         ef_search: int | None = None,
         nprobe: int | None = None,
+        rescore: int | None = None,
     ) -> list[Hits]:
         """``search`` for many queries, embedded, retrieved and reranked in shared batches."""
         _check_args(queries, k, candidates)
+        check_fusion(fusion, rrf_k, weight)
+        mode = self.resolve_mode(mode)
         if not queries:
             return []
         reranker = self._usable_reranker() if rerank else None
         depth = max(k, candidates) if reranker else k
-        overrides = {"ef_search": ef_search, "nprobe": nprobe}
-        pools, docs = self._candidates(queries, depth, where, overrides)
+        overrides = {"ef_search": ef_search, "nprobe": nprobe, "rescore": rescore}
+        fuse = fuser(fusion, rrf_k, weight)
+        pools, docs = self._candidates(queries, depth, where, overrides, mode, fuse)
         if reranker is None:
             return [
-                Hits([_hit(docs[r], s, rank, s, rank) for r, s, rank in pool[:k]], q, False)
+                Hits([_hit(docs[r], s, rank, s, rank) for r, s, rank in pool[:k]], q, False, mode)
                 for q, pool in zip(queries, pools, strict=True)
             ]
-        return _rerank(reranker, queries, pools, docs, k)
+        return _rerank(reranker, queries, pools, docs, k, mode)
 
     def _candidates(
         self,
@@ -205,12 +237,21 @@ class Searcher:
         depth: int,
         where: Where | None,
         overrides: dict[str, int | None],
+        mode: str,
+        fuse: Fuse,
     ) -> tuple[list[Pool], dict[int, Document]]:
-        """Each query's top ``depth`` live documents matching ``where``, as pools of
-        (ref, score, rank) and the documents by ref (the filter is checked before embedding)."""
+        """Each query's top ``depth`` live documents matching ``where`` by the first stage
+        ``mode`` (hybrid: the two lists joined by ``fuse``), as pools of (ref, score, rank) and
+        the documents by ref (the filter is checked before embedding)."""
         view = self._view
         allowed = view.allowed(where)
-        scores, refs = view.retrieve(self._query_vectors(queries), depth, allowed, overrides)
+        first = max(depth, FUSION_DEPTH) if mode == "hybrid" else depth
+        lists = []
+        if mode != "lexical":
+            lists.append(view.retrieve(self._query_vectors(queries), first, allowed, overrides))
+        if mode != "dense":
+            lists.append(view.retrieve_lexical(self._query_terms(queries), first, allowed))
+        scores, refs = lists[0] if len(lists) == 1 else fuse(lists, depth)
         docs = view.fetch(refs)
         pools = [
             [
@@ -221,6 +262,27 @@ class Searcher:
             for rr, ss in zip(refs, scores, strict=True)
         ]
         return pools, docs
+
+    def resolve_mode(self, mode: str | None) -> str:
+        """The first stage ``search`` runs for ``mode``: checked against the index, or the
+        default (hybrid when the index has lexical data, else dense)."""
+        lexical = self.manifest.lexical
+        if mode is None:
+            return "hybrid" if lexical else "dense"
+        if mode not in MODES:
+            raise InvalidParameter(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
+        if mode != "dense" and not lexical:
+            raise InvalidParameter(
+                f"{self.path} has no lexical data (built with --lexical none), so mode {mode!r} "
+                "cannot run; search with --mode dense, or rebuild the index with: "
+                "searchkit index CORPUS --lexical bm25 --force"
+            )
+        return mode
+
+    def _query_terms(self, queries: Sequence[str]) -> list[Terms]:
+        if self.splade is not None:
+            return [self.splade.query_terms(q) for q in queries]
+        return [bm25_query_terms(q) for q in queries]
 
     def _usable_reranker(self) -> Reranker | None:
         """The reranker, loaded; None (with one warning) if the default one cannot load."""
@@ -296,188 +358,29 @@ class QueryCache:
         return np.stack([found[q] for q in queries])
 
 
-@dataclass(frozen=True)
-class _View:
-    """One committed version: its manifest and open segments."""
-
-    manifest: Manifest
-    segments: list[Segment]
-
-    def allowed(self, where: Where | None) -> list[np.ndarray | None]:
-        """Per segment, the mask of rows a query may return (None: every row)."""
-        if where is None:
-            return [seg.live for seg in self.segments]
-        flt = compile_filter(where, _merged_fields(seg.fields.schema for seg in self.segments))
-        masks = []
-        for seg in self.segments:
-            mask = matching(flt, seg.fields)
-            masks.append(mask if seg.live is None else mask & seg.live)
-        return masks
-
-    def retrieve(
-        self,
-        queries: np.ndarray,
-        depth: int,
-        allowed: list[np.ndarray | None],
-        overrides: dict[str, int | None],
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The top ``depth`` (scores, refs) over every segment, merged by score."""
-        parts = [(np.full((len(queries), 0), -np.inf), np.full((len(queries), 0), -1))]
-        for position, (seg, allow) in enumerate(zip(self.segments, allowed, strict=True)):
-            scores, rows = _segment_top(seg, queries, depth, allow, overrides)
-            parts.append((scores, np.where(rows >= 0, position * STRIDE + rows, -1)))
-        scores = np.concatenate([p[0] for p in parts], axis=1)
-        refs = np.concatenate([p[1] for p in parts], axis=1)
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :depth]
-        return pad(np.take_along_axis(scores, order, 1), np.take_along_axis(refs, order, 1), depth)
-
-    def fetch(self, refs: np.ndarray) -> dict[int, Document]:
-        """The documents of the hits ``refs``, read from each segment's docstore."""
-        wanted = np.unique(refs[refs >= 0])
-        docs: dict[int, Document] = {}
-        for position in np.unique(wanted // STRIDE).tolist():
-            mine = wanted[wanted // STRIDE == position]
-            found = self.segments[position].docs.take(mine % STRIDE)
-            docs.update(zip(mine.tolist(), found, strict=True))
-        return docs
-
-
-def _segment_top(
-    seg: Segment,
-    queries: np.ndarray,
-    depth: int,
-    allow: np.ndarray | None,
-    overrides: dict[str, int | None],
-) -> tuple[np.ndarray, np.ndarray]:
-    """One segment's top ``depth`` rows among ``allow``: the backend's own filter, or an exact
-    scan of the stored vectors when few rows qualify or the backend came back short."""
-    if allow is None:
-        return seg.index.search(queries, depth, **overrides)
-    count = int(np.count_nonzero(allow))
-    if count <= EXACT_ROWS:
-        return _exact(seg, queries, depth, allow)
-    widened = _widened(seg.index.params, overrides, count / len(allow))
-    scores, rows = seg.index.search(queries, depth, allow=allow, **widened)
-    short = np.count_nonzero(rows >= 0, axis=1) < min(depth, count)
-    if short.any():  # a selective filter starved the approximate search
-        scores[short], rows[short] = _exact(seg, queries[short], depth, allow)
-    return scores, rows
-
-
-def _widened(
-    params: dict[str, Any], overrides: dict[str, int | None], fraction: float
-) -> dict[str, int | None]:
-    """Search breadth scaled by 1/fraction, so that a search that may only return a fraction
-    of the rows still meets about as many of them as an unfiltered one (capped)."""
-    out = dict(overrides)
-    for key, cap in (("ef_search", MAX_EF_SEARCH), ("nprobe", params.get("nlist"))):
-        if key in params:
-            base = overrides.get(key) or params[key]
-            out[key] = max(base, min(math.ceil(base / fraction), cap or base))
-    return out
-
-
-def _exact(
-    seg: Segment, queries: np.ndarray, depth: int, allow: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    rows = np.append(np.flatnonzero(allow), -1)  # the -1 maps top_k's padding back to -1
-    scores, picked = top_k(queries @ np.asarray(seg.vectors[rows[:-1]]).T, depth)
-    return scores, rows[picked]
-
-
-def verify_index(path: str | Path) -> Manifest:
-    """Re-check every file's sha256 and size and every segment's row counts; the manifest.
-
-    Raises:
-        CorruptIndex: naming the first file or count that does not match.
-    """
-    from searchkit.shards import is_sharded, verify_sharded
-
-    if is_sharded(path):
-        return verify_sharded(path)  # every shard, against the parent manifest
-    return _open_view(Path(path), True).manifest
-
-
-def _merged_fields(schemas: Iterable[pa.Schema]) -> dict[str, pa.DataType]:
-    """Field -> type over every segment (segments written at different times may differ)."""
-    out: dict[str, pa.DataType] = {}
-    for schema in schemas:
-        for field in schema:
-            old = out.get(field.name)
-            if old is None or pa.types.is_null(old):
-                out[field.name] = field.type
-            elif pa.types.is_null(field.type) or old == field.type:
-                continue
-            elif {old, field.type} <= {pa.int64(), pa.float64()}:
-                out[field.name] = pa.float64()
-            else:
-                out[field.name] = pa.string()
-    return out
-
-
-def _open_view(path: Path, verify: bool, previous: _View | None = None) -> _View:
-    """Open the current version; retry when a commit removed its files while we opened them.
-
-    Segments ``previous`` already has open are reused (they are immutable): a refresh after a
-    small commit checks and opens only the new files.
-    """
-    for attempt in range(1, OPEN_ATTEMPTS + 1):
-        manifest = Manifest.read(path)
-        try:
-            return _load_view(path, manifest, verify, previous)
-        except (CorruptIndex, OSError):
-            if attempt == OPEN_ATTEMPTS or Manifest.read(path).version == manifest.version:
-                raise
-    raise AssertionError("unreachable")
-
-
-def _load_view(path: Path, manifest: Manifest, verify: bool, previous: _View | None) -> _View:
-    known = previous.manifest.files if previous is not None else {}
-    opened = {seg.name: seg for seg in previous.segments} if previous is not None else {}
-    fresh = [role for role, entry in manifest.files.items() if known.get(role) != entry]
-    manifest.verify(path, checksums=verify, roles=fresh)
-    deleted = read_deletions(path, manifest)
-    segments = []
-    for e in manifest.segments:
-        if e.name in opened and all(e.role(part) not in fresh for part in SEGMENT_PARTS):
-            segments.append(opened[e.name].with_deleted(e, deleted[e.name]))
-            continue
-        segments.append(Segment(path, manifest, e, deleted[e.name]))
-        _check_counts(path, segments[-1])
-    live = sum(s.entry.rows - len(deleted[s.name]) for s in segments)
-    if live != manifest.documents:
-        raise CorruptIndex(
-            f"{path}: manifest counts {manifest.documents} live documents, the segments and "
-            f"deletions {live}; rebuild the index"
-        )
-    return _View(manifest, segments)
-
-
-def _check_counts(path: Path, seg: Segment) -> None:
-    for part, rows in seg.counts().items():
-        if rows != seg.entry.rows:
-            raise CorruptIndex(
-                f"{path}: segment {seg.name} has {seg.entry.rows} documents in the manifest "
-                f"but {rows} in its {part}; rebuild the index"
-            )
-
-
 Pool = list[tuple[int, float, int]]  # (row, retrieval score, retrieval rank) per candidate
 
 
 def _rerank(
-    reranker: Reranker, queries: Sequence[str], pools: list[Pool], docs: dict[int, Document], k: int
+    reranker: Reranker,
+    queries: Sequence[str],
+    pools: list[Pool],
+    docs: dict[int, Document],
+    k: int,
+    mode: str,
 ) -> list[Hits]:
     """Score every (query, candidate) pair in one batch; keep each query's top ``k``."""
     pairs = [
         (q, docs[r].passage()) for q, pool in zip(queries, pools, strict=True) for r, _, _ in pool
     ]
-    scores = iter(reranker.score(pairs).tolist())
+    all_scores, all_cut = reranker.score_counted(pairs)
+    scores, cut = iter(all_scores.tolist()), iter(all_cut.tolist())
     results = []
     for q, pool in zip(queries, pools, strict=True):
         scored = sorted(((next(scores), *c) for c in pool), key=lambda x: -x[0])
+        truncated = sum(next(cut) for _ in pool)
         hits = [_hit(docs[r], ce, i, s, rank) for i, (ce, r, s, rank) in enumerate(scored[:k], 1)]
-        results.append(Hits(hits, q, True))
+        results.append(Hits(hits, q, True, mode, len(pool), truncated))
     return results
 
 

@@ -3,9 +3,10 @@
 A segment folder ``segments/<name>/`` holds ``docs.parquet`` (row i is document i),
 ``vectors.f32`` (row i's normalized embedding, raw float32, memory-mapped: it lets ``compact``
 and filtered search work without re-embedding), the vector index ``index.<suffix>`` (ids are
-rows) and ``fields.parquet`` (typed metadata columns for filters). Nothing in a segment
-changes after it is committed; deleting or replacing a document tombstones its row in the
-version's ``deletions/v<version>.parquet``.
+rows), ``fields.parquet`` (typed metadata columns for filters) and, when the index has a
+lexical first stage, ``lexical.npz`` (the documents' terms, see ``searchkit.lexical``).
+Nothing in a segment changes after it is committed; deleting or replacing a document
+tombstones its row in the version's ``deletions/v<version>.parquet``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from searchkit.backends import VectorIndex, get_backend
 from searchkit.errors import CorruptIndex
 from searchkit.filters import fields_table
 from searchkit.fsio import sha256_file
+from searchkit.lexical import Postings, PostingsBuilder
 from searchkit.manifest import FileEntry, Manifest, SegmentEntry
 from searchkit.models import Document
 from searchkit.store import DocStore, DocStoreWriter
@@ -54,7 +56,7 @@ class WrittenSegment:
     params: dict[str, Any]
 
 
-def segment_paths(name: str, backend: str) -> dict[str, str]:
+def segment_paths(name: str, backend: str, lexical: bool = False) -> dict[str, str]:
     """Part -> file path relative to the index folder, for segment ``name``."""
     suffix = get_backend(backend).SUFFIX
     names = {
@@ -63,7 +65,14 @@ def segment_paths(name: str, backend: str) -> dict[str, str]:
         "index": f"index.{suffix}",
         "fields": "fields.parquet",
     }
+    if lexical:
+        names["lexical"] = "lexical.npz"
     return {part: f"segments/{name}/{file}" for part, file in names.items()}
+
+
+def segment_parts(manifest: Manifest) -> tuple[str, ...]:
+    """The parts every segment of ``manifest`` has."""
+    return (*SEGMENT_PARTS, "lexical") if manifest.lexical else SEGMENT_PARTS
 
 
 def write_segment(
@@ -73,13 +82,15 @@ def write_segment(
     dim: int,
     spec: VectorSpec,
     on_indexing: Callable[[], None] | None = None,
+    lexical: PostingsBuilder | None = None,
 ) -> WrittenSegment | None:
-    """Write blocks of (documents, vectors) as segment ``name`` into the empty ``folder``.
+    """Write blocks of (documents, vectors) as segment ``name`` into the empty ``folder``,
+    with the documents' terms when given a ``lexical`` builder.
 
     The caller moves ``folder`` to ``segments/<name>`` and commits a manifest naming it.
     Returns None when the blocks hold no document (there is no segment to commit).
     """
-    paths = segment_paths(name, spec.backend)
+    paths = segment_paths(name, spec.backend, lexical is not None)
     local = {part: folder / Path(path).name for part, path in paths.items()}
     store = DocStoreWriter(local["docs"])
     ids: list[str] = []
@@ -89,6 +100,8 @@ def write_segment(
             for docs, embedded in blocks:
                 vectors.write(np.ascontiguousarray(embedded, dtype=np.float32).tobytes())
                 store.write(docs)
+                if lexical is not None:
+                    lexical.add(docs)
                 ids.extend(d.id for d in docs)
                 metadata.extend(d.metadata for d in docs)
     finally:
@@ -96,6 +109,8 @@ def write_segment(
     if store.rows == 0:
         return None
     pq.write_table(fields_table(metadata, ids), local["fields"], compression="zstd")
+    if lexical is not None:
+        lexical.build().save(local["lexical"])
     if on_indexing is not None:
         on_indexing()
     params = _index_vectors(read_vectors(local["vectors"], dim), spec, local["index"])
@@ -140,12 +155,16 @@ class Segment:
         self, root: Path, manifest: Manifest, entry: SegmentEntry, deleted: np.ndarray
     ) -> None:
         self.entry = entry
-        self._files = {part: root / manifest.files[entry.role(part)].path for part in SEGMENT_PARTS}
+        self._files = {
+            part: root / manifest.files[entry.role(part)].path for part in segment_parts(manifest)
+        }
         self._backend = manifest.backend
         self._dim = manifest.dim
         self.docs = DocStore(self._files["docs"])
         self.vectors = read_vectors(self._files["vectors"], manifest.dim)
         self.fields = pq.read_table(self._files["fields"])
+        lexical = manifest.lexical
+        self.postings = Postings.load(self._files["lexical"], lexical["kind"]) if lexical else None
         self.live = _live(entry.rows, deleted)
 
     def with_deleted(self, entry: SegmentEntry, deleted: np.ndarray) -> Segment:
@@ -176,6 +195,7 @@ class Segment:
             "vectors": len(self.vectors),
             "vector index": len(self.index),
             "fields": self.fields.num_rows,
+            **({"lexical terms": len(self.postings)} if self.postings is not None else {}),
         }
 
 

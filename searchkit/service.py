@@ -24,7 +24,7 @@ from searchkit.backends.base import SEARCH_PARAMS
 from searchkit.batching import MicroBatcher
 from searchkit.errors import IndexLocked, ModelUnavailable, SearchkitError
 from searchkit.models import Hits
-from searchkit.schemas import Limits
+from searchkit.schemas import FIRST_STAGE_PARAMS, Limits
 from searchkit.searcher import Searcher
 from searchkit.writer import CommitReport, IndexWriter
 
@@ -126,8 +126,11 @@ class Service:
 
     @property
     def search_params(self) -> set[str]:
-        """The query-time options of the index's backend: ``ef_search``, ``nprobe`` or none."""
-        return SEARCH_PARAMS & set(self.searcher.manifest.backend["params"])
+        """The index's query-time options (``ef_search``, ``nprobe``, ``rescore``), and the
+        first-stage ones (``mode``, ``fusion``, ...) when it has lexical data."""
+        m = self.searcher.manifest
+        first_stage = FIRST_STAGE_PARAMS if m.lexical else frozenset()
+        return (SEARCH_PARAMS & set(m.backend["params"])) | first_stage
 
     @property
     def is_ready(self) -> bool:

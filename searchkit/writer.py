@@ -25,12 +25,14 @@ from searchkit.commit import (
 from searchkit.corpus import CorpusReader, SkippedLine
 from searchkit.encode import Encoder
 from searchkit.errors import InvalidParameter
+from searchkit.lexical import PostingsBuilder
 from searchkit.lock import WriterLock
 from searchkit.manifest import Manifest
 from searchkit.models import Document
 from searchkit.progress import BuildProgress
 from searchkit.runtimes import from_manifest
 from searchkit.segment import Block, Segment, VectorSpec, live_blocks, read_deletions, write_segment
+from searchkit.splade import splade_for
 
 BLOCK_DOCS = 1024  # documents read, embedded and written at a time: bounds memory
 
@@ -100,6 +102,7 @@ class IndexWriter:
             batch_size=batch_size,
             runtime=from_manifest(self.manifest.encoder),
         )
+        self.splade = splade_for(self.manifest.lexical)
         self._state: _State | None = None
 
     @classmethod
@@ -155,8 +158,10 @@ class IndexWriter:
         name = segment_name(m.next_segment)
         staged = staging_segment(self.path, name)
         try:
+            blocks = live_blocks(state.segments, BLOCK_DOCS)
+            # the terms are made again from the stored documents (BM25: tokenizing is cheap)
             written = write_segment(
-                staged, name, live_blocks(state.segments, BLOCK_DOCS), m.dim, self._spec()
+                staged, name, blocks, m.dim, self._spec(), lexical=self._lexical()
             )
             if written is not None:
                 install_segment(self.path, staged, name)
@@ -203,6 +208,7 @@ class IndexWriter:
                     m.dim,
                     self._spec(),
                     lambda: bar.phase("indexing"),
+                    self._lexical(),
                 )
             if written is not None:
                 install_segment(self.path, staged, name)
@@ -221,6 +227,10 @@ class IndexWriter:
         if "nlist" in params:  # IVF lists are sized for each segment's own row count
             params["nlist"] = None
         return VectorSpec(b["name"], b["kind"], params)
+
+    def _lexical(self) -> PostingsBuilder | None:
+        config = self.manifest.lexical
+        return PostingsBuilder(config, self.splade) if config else None
 
     def _current(self) -> _State:
         if self._state is None:

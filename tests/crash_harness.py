@@ -327,10 +327,10 @@ def _setup(plan: dict) -> None:
 
     torch.set_num_threads(1)
     faiss.omp_set_num_threads(1)
-    from searchkit import encode, resolve
+    from searchkit import resolve
     from searchkit.cli import app
 
-    encode.load_model = functools.cache(resolve.load_model)
+    resolve.load_model = functools.cache(resolve.load_model)
     for job in plan["jobs"]:
         folder = Path(job["work"]) / "warm-up"
         index = _prepare(job.get("start"), folder)

@@ -121,6 +121,34 @@ def test_quality(tiny_beir: Path, tmp_path: Path, reranker_path: Path) -> None:
     assert systems["searchkit retrieve"]["metrics"]["Recall@10"] == 1.0
 
 
+def test_rerank(tiny_beir: Path, tmp_path: Path, reranker_path: Path) -> None:
+    r = run_script(
+        "rerank", tmp_path,
+        "--dataset", str(tiny_beir), "--index", str(tmp_path / "index"),
+        "--reranker", str(reranker_path), "--queries", "3", "--candidates", "5,10",
+        "--threads", "1",
+    )  # fmt: skip
+    assert r["mode"] == "hybrid" and r["max_tokens"] == 256
+    for depth in ("5", "10"):
+        row = r[depth]
+        assert row["pairs"] == 3 * int(depth) and 0 <= row["truncated"] <= row["pairs"]
+        assert row["searchkit_ms"]["p50"] > 0 and row["baseline_ms"]["p50"] > 0
+
+
+def test_fusion(tiny_beir: Path, tmp_path: Path) -> None:
+    r = run_script(
+        "fusion", tmp_path,
+        "--dataset", str(tiny_beir), "--index", str(tmp_path / "index"),
+        "--rrf-k", "1,60", "--weights", "0,1", "--threads", "1",
+    )  # fmt: skip
+    assert set(r) == {"dense", "lexical", "rrf k=1", "rrf k=60", "weighted dense=0",
+                      "weighted dense=1"}  # fmt: skip
+    assert all(0 <= m["nDCG@10"] <= 1 for m in r.values())
+    # a dense share of 1 ranks as dense alone, 0 as lexical alone (then dense-only hits)
+    assert r["weighted dense=1"]["nDCG@10"] == pytest.approx(r["dense"]["nDCG@10"])
+    assert r["dense"]["Recall@10"] == 1.0
+
+
 def test_living(tiny_beir: Path, tmp_path: Path) -> None:
     r = run_script(
         "living", tmp_path,
@@ -218,3 +246,23 @@ def test_tuning(tiny_beir: Path, tmp_path: Path) -> None:
     lru = r["query_cache"]
     assert lru["fresh"]["n"] == lru["repeated"]["n"] == 3
     assert lru["repeated"]["p50"] < lru["fresh"]["p50"]
+
+
+def test_compact(tiny_beir: Path, tmp_path: Path) -> None:
+    index = tmp_path / "index"
+    r = run_script(
+        "compact", tmp_path,
+        "--dataset", str(tiny_beir), "--index", str(index), "--rescore", "0,20",
+        "--repeat", "1", "--threads", "1",
+    )  # fmt: skip
+    assert r["documents"] == 30 and r["queries"] == 5
+    assert set(r) >= {"float32 flat", "float32 hnsw", "sq8", "binary", "binary hnsw"}
+    flat = r["float32 flat"]["points"][0]
+    assert flat["recall_at_10"] == 1.0 and flat["latency_vs_exact"] == pytest.approx(1.0)
+    assert r["binary"]["bytes_per_vector"] < 50 and r["binary"]["float32_over_this"] > 30
+    for label in ("sq8", "binary", "binary hnsw"):
+        points = {p["rescore"]: p for p in r[label]["points"]}
+        assert set(points) == {0, 20}
+        # 20 rescored of 30 documents: the float top 10 is found again
+        assert points[20]["recall_at_10"] >= 0.9
+        assert points[20]["ndcg_vs_float"] == pytest.approx(1.0, abs=0.05)

@@ -47,7 +47,7 @@ def test_round_trip_puts_the_relevant_document_first(tiny_corpus, tmp_path, back
 def test_manifest_records_what_the_issue_asks(tiny_corpus, tmp_path):
     report = build_index(tiny_corpus, tmp_path / "idx", backend="hnswlib", progress=False)
     data = json.loads((report.path / "manifest.json").read_text())
-    assert data["format_version"] == 2 and data["version"] == 1
+    assert data["format_version"] == 3 and data["version"] == 1
     assert data["encoder"] == {
         "name": "sentence-transformers/all-MiniLM-L6-v2",
         "dim": 384,
@@ -67,7 +67,9 @@ def test_manifest_records_what_the_issue_asks(tiny_corpus, tmp_path):
     for entry in data["files"].values():
         path = report.path / entry["path"]
         assert entry["bytes"] == path.stat().st_size and entry["sha256"] == sha256_file(path)
-    assert sorted(data["files"]) == [f"s000001/{p}" for p in ("docs", "fields", "index", "vectors")]
+    parts = ("docs", "fields", "index", "lexical", "vectors")
+    assert sorted(data["files"]) == [f"s000001/{p}" for p in parts]
+    assert data["lexical"]["kind"] == "bm25"  # the default first stage beside the vectors
     assert pq.read_table(report.path / data["files"]["s000001/docs"]["path"]).num_rows == 12
     assert report.docs_per_second > 0
 

@@ -24,6 +24,7 @@ import pytest
 
 import searchkit.build
 import searchkit.searcher
+import searchkit.view
 from searchkit import Document, Searcher, build_index
 from searchkit.backends import get_backend
 from searchkit.encode import Encoder
@@ -325,7 +326,7 @@ def test_open_retries_when_a_commit_removes_the_deletions_it_is_reading(tmp_path
     index = build_index(corpus, tmp_path / "idx", progress=False).path
     with IndexWriter.open(index) as w:
         w.delete(["chess"])  # version 2 has deletions/v000002.parquet
-    real = searchkit.searcher.read_deletions
+    real = searchkit.view.read_deletions
     commits = []
 
     def read_deletions(root, manifest):  # noqa: ANN001, ANN202
@@ -334,7 +335,7 @@ def test_open_retries_when_a_commit_removes_the_deletions_it_is_reading(tmp_path
                 commits.append(w.delete(["tides"]).version)  # removes v000002.parquet
         return real(root, manifest)
 
-    monkeypatch.setattr(searchkit.searcher, "read_deletions", read_deletions)
+    monkeypatch.setattr(searchkit.view, "read_deletions", read_deletions)
     s = Searcher.open(index)
     assert commits == [3] and s.manifest.version == 3
     assert {"chess", "tides"}.isdisjoint(s.ids()) and len(s) == 10

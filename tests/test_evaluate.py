@@ -70,6 +70,11 @@ def test_evaluate_builds_then_reuses_the_index_and_scores_both_stages(
     assert result.reranker == str(reranker_path.resolve())
     lat = result.latency_ms["rerank"]
     assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"]
+    assert result.search == {"mode": "hybrid", "fusion": "weighted", "rrf_k": 60, "weight": 0.5}
+    assert result.truncation == {"pairs": 25, "truncated": 0, "max_tokens": 256}
+    lexical = evaluate(index, data, rerank=False, progress=False, mode="lexical")
+    assert lexical.search["mode"] == "lexical" and lexical.truncation == {}
+    assert 0 < lexical.metrics["retrieval"]["nDCG@10"] <= 1
     other = write_beir(tmp_path / "other", ["q0\tvaccine\t1"])
     write_jsonl(other / "corpus.jsonl", tiny_records()[:6])
     with pytest.raises(IndexExists, match="another corpus"):
@@ -112,11 +117,15 @@ def test_cli_eval_prints_the_table_and_writes_json(dataset, tmp_path, reranker_p
     out = tmp_path / "result.json"
     done = subprocess.run(
         [sys.executable, "-m", "searchkit", "eval", "--dataset", str(dataset), "--no-progress",
-         "--reranker", str(reranker_path), "--candidates", "5", "--json", str(out)],
+         "--reranker", str(reranker_path), "--candidates", "5", "--json", str(out),
+         "--fusion", "rrf", "--rrf-k", "30"],
         cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "nDCG@10" in done.stdout and "rerank top 5" in done.stdout
+    assert "first stage: hybrid, fusion rrf k=30" in done.stdout
+    assert "reranker truncated 0 of 25 (query, passage) pairs to 256 tokens" in done.stdout
     result = json.loads(out.read_text())
+    assert result["search"]["fusion"] == "rrf" and result["truncation"]["pairs"] == 25
     assert result["metrics"]["retrieval"]["nDCG@10"] == 1.0
     assert (tmp_path / "indexes" / "tiny" / "manifest.json").exists()

@@ -65,9 +65,9 @@ ASCII_SPACE = b" \t\r\x0b\x0c"  # what a blank line may hold (bytes.strip's whit
 @pytest.fixture(scope="module", autouse=True)
 def model_loaded_once() -> Iterator[None]:
     """Every Encoder loads the bi-encoder from disk (~0.5 s); share one copy in this module."""
-    import searchkit.encode as encode
+    import searchkit.resolve as resolve
 
-    real = encode.load_model
+    real = resolve.load_model
     cache: dict[tuple[Any, str, str], Any] = {}
 
     def load_once(factory: Any, name: str, role: str) -> Any:
@@ -76,7 +76,7 @@ def model_loaded_once() -> Iterator[None]:
         return cache[factory, name, role]
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(encode, "load_model", load_once)
+        patch.setattr(resolve, "load_model", load_once)
         yield
 
 

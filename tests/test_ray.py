@@ -30,6 +30,7 @@ from searchkit import (
     Document,
     IncompatibleIndex,
     IndexWriter,
+    InvalidParameter,
     Manifest,
     Searcher,
     build_index,
@@ -63,6 +64,8 @@ FILLER = [
 EXTRA_QUERIES = ["the physics of violins", "how bees make honey", "a short note on tea"]
 SHARDS, BLOCK_DOCS = 2, 4
 AUTH_MODE = "RAY_AUTH_MODE"
+# how long a Ray node may take to start; minutes on a 2-core machine loaded with other work
+NODE_START_SECONDS = 300
 
 
 def corpus_records() -> list[dict]:
@@ -157,12 +160,11 @@ def cluster() -> Iterator[str]:
     procs = [_start([*head_args, "--num-cpus=0", *common], temp / "head.log", env)]
     try:
         _wait_for_port(port, procs[0], temp / "head.log")
-        for worker in (1, 2):
-            node_args = [f"--address={address}", f"--dashboard-agent-listen-port={_free_port()}"]
-            node_args += ["--num-cpus=1", *common]
-            procs.append(_start(node_args, temp / f"worker-{worker}.log", env))
         ray.init(address=address, log_to_driver=False)
-        _wait_for_nodes(3, procs, temp)
+        _wait_for_nodes(1, procs, temp)
+        # one node at a time: two raylets registering at once can time out on a busy machine
+        for worker in (1, 2):
+            _start_worker(worker, address, common, procs, temp, env)
         yield address
     finally:
         try:
@@ -177,7 +179,7 @@ def cluster() -> Iterator[str]:
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + NODE_START_SECONDS
     while True:
         assert proc.poll() is None, log.read_text()
         try:
@@ -188,8 +190,34 @@ def _wait_for_port(port: int, proc: subprocess.Popen, log: Path) -> None:
             time.sleep(0.2)
 
 
+def _start_worker(
+    number: int,
+    address: str,
+    common: list[str],
+    procs: list[subprocess.Popen],
+    temp: Path,
+    env: dict[str, str],
+) -> None:
+    """Start worker node ``number`` and wait until it has joined; a node whose start-up timed
+    out (Ray gives up after 30 s when its GCS is slow to answer) is started once more."""
+    for attempt in (1, 2):
+        args = [f"--address={address}", f"--dashboard-agent-listen-port={_free_port()}"]
+        proc = _start([*args, "--num-cpus=1", *common], temp / f"worker-{number}.log", env)
+        procs.append(proc)
+        deadline = time.monotonic() + NODE_START_SECONDS
+        while sum(n["Alive"] for n in ray.nodes()) < 1 + number:
+            if proc.poll() is not None:
+                break
+            assert time.monotonic() < deadline, (temp / f"worker-{number}.log").read_text()
+            time.sleep(0.2)
+        else:
+            return
+        procs.remove(proc)
+        assert attempt == 1, (temp / f"worker-{number}.log").read_text()
+
+
 def _wait_for_nodes(count: int, procs: list[subprocess.Popen], temp: Path) -> None:
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + NODE_START_SECONDS
     while sum(n["Alive"] for n in ray.nodes()) < count:
         logs = "\n".join(log.read_text() for log in sorted(temp.glob("*.log")))
         assert all(p.poll() is None for p in procs), logs
@@ -221,8 +249,9 @@ def sharded(cluster: str, corpus: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def single(corpus: Path) -> Path:
-    """The same corpus as one ordinary exact index."""
-    return build_index(corpus, corpus.parent / "single", backend="exact", progress=False).path
+    """The same corpus as one ordinary exact index, vectors only like the shards."""
+    out = corpus.parent / "single"
+    return build_index(corpus, out, backend="exact", lexical="none", progress=False).path
 
 
 def results(searcher: Searcher, queries: list[str], **options) -> list[list[tuple[str, float]]]:
@@ -330,6 +359,22 @@ def test_exact_shards_return_what_one_exact_index_returns(sharded: Path, single:
     for where in ("year >= 2005 and year < 2015", {"topic": "tides"}):
         assert_same(many, one, queries, k=5, rerank=False, where=where)
     assert many.fields() == one.fields()
+
+
+@pytest.mark.slow
+def test_sharded_index_is_dense_only(sharded: Path, corpus: Path, tmp_path: Path) -> None:
+    from searchkit.distributed import ingest
+
+    many = Searcher.open(sharded)
+    assert many.manifest.lexical is None and many.search("tides", 1, rerank=False).mode == "dense"
+    for mode in ("lexical", "hybrid"):
+        with pytest.raises(InvalidParameter, match="sharded index, which holds vectors only"):
+            many.search("tides", mode=mode)
+    with pytest.raises(InvalidParameter, match="unknown mode"):
+        many.search("tides", mode="sparse")
+    with pytest.raises(InvalidParameter, match="holds vectors only, not 'bm25' lexical data"):
+        ingest(corpus, tmp_path / "out", lexical="bm25")
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow

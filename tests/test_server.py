@@ -136,7 +136,10 @@ def test_search_answers_like_searchkit_query_json(server, capsys):
         got = search(server, query, k=3)
         assert got["hits"][0]["id"] == expected and got["reranked"] is True
         # the same JSON that `searchkit query --json` prints for these hits
-        hits = Hits([Hit(**h) for h in got["hits"]], got["query"], got["reranked"])
+        hits = Hits(
+            [Hit(**h) for h in got["hits"]], got["query"], got["reranked"], got["mode"],
+            got["candidates"], got["truncated"],
+        )  # fmt: skip
         print_hits(Path(got["index"]), hits, got["reranker"], as_json=True)
         assert json.loads(capsys.readouterr().out) == got
     plain = search(server, "what makes sourdough rise", k=4, rerank=False)

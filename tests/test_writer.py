@@ -20,6 +20,9 @@ BACKENDS = [
     ("faiss", "ivf"),
     ("hnswlib", "hnsw"),
     ("exact", "flat"),
+    ("faiss", "sq8"),
+    ("faiss", "binary"),
+    ("faiss", "binary-hnsw"),
 ]
 
 

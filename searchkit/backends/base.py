@@ -11,7 +11,9 @@ import numpy as np
 from searchkit.errors import InvalidParameter, UnknownBackend
 
 # Parameters that may change per query; all others are fixed when the index is built.
-SEARCH_PARAMS = frozenset({"ef_search", "nprobe"})
+SEARCH_PARAMS = frozenset({"ef_search", "nprobe", "rescore"})
+# Parameters for which 0 means off (rescore=0: a compact index's own scores, not rescored)
+MAY_BE_ZERO = frozenset({"rescore"})
 AUTO = None  # a default worked out from the document count (nlist)
 
 
@@ -101,5 +103,7 @@ def pad(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.nda
 
 
 def _check_positive(key: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidParameter(f"{key} must be a positive whole number, got {value!r}")
+    least = 0 if key in MAY_BE_ZERO else 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        what = "a whole number >= 0" if least == 0 else "a positive whole number"
+        raise InvalidParameter(f"{key} must be {what}, got {value!r}")

@@ -1,0 +1,83 @@
+"""Fuse the ranked lists of several first stages (dense, lexical) into one candidate list.
+
+* ``rrf``, reciprocal rank fusion (Cormack, Clarke and Buettcher, 2009): a document scores
+  ``sum(1 / (k + rank))`` over the lists that hold it (ranks from 1). Scale-free; a larger
+  ``k`` flattens the weight of the top ranks. ``k = 60`` is the paper's.
+* ``weighted``: each list's scores are min-max normalized over that list's own candidates for
+  the query (best 1, worst 0; all equal: 1), then combined as ``w * dense + (1 - w) * lexical``;
+  a document a list does not hold gets 0 from it. Min-max rather than z-scores: the lists are
+  short top-k heads, whose mean and spread say little, and min-max keeps every score in [0, 1].
+
+Lists are (scores, refs) arrays of shape (queries, n), padded with -inf / -1 as the backends
+return them; the fused list has the same form.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from searchkit.defaults import DEFAULT_RRF_K
+from searchkit.errors import InvalidParameter
+
+FUSIONS = ("rrf", "weighted")
+
+Ranked = tuple[np.ndarray, np.ndarray]  # (scores, refs), each (queries, n)
+Fuse = Callable[[Sequence[Ranked], int], Ranked]  # (lists, depth) -> the fused top depth
+
+
+def check_fusion(fusion: str, rrf_k: float, weight: float) -> None:
+    """Raise ``InvalidParameter`` for an unknown method or a parameter out of range."""
+    if fusion not in FUSIONS:
+        raise InvalidParameter(f"unknown fusion {fusion!r}; choose one of: {', '.join(FUSIONS)}")
+    if not rrf_k >= 0:
+        raise InvalidParameter(f"rrf_k must be at least 0, got {rrf_k}")
+    if not 0 <= weight <= 1:
+        raise InvalidParameter(f"weight (the dense share) must be in [0, 1], got {weight}")
+
+
+def fuser(fusion: str, rrf_k: float, weight: float) -> Fuse:
+    """The fusion ``fusion`` with its parameter (checked with ``check_fusion``)."""
+    if fusion == "rrf":
+        return functools.partial(rrf, k=rrf_k)
+    return functools.partial(weighted, weights=[weight, 1 - weight])
+
+
+def rrf(lists: Sequence[Ranked], depth: int, k: float = DEFAULT_RRF_K) -> Ranked:
+    """Reciprocal rank fusion of ``lists``, the top ``depth`` per query."""
+    return _fuse(lists, depth, lambda _, scores: 1.0 / (k + np.arange(1, len(scores) + 1)))
+
+
+def weighted(lists: Sequence[Ranked], depth: int, weights: Sequence[float]) -> Ranked:
+    """Weighted sum of min-max normalized scores, the top ``depth`` per query."""
+    return _fuse(lists, depth, lambda i, scores: weights[i] * _minmax(scores))
+
+
+def _minmax(scores: np.ndarray) -> np.ndarray:
+    low, high = scores.min(initial=np.inf), scores.max(initial=-np.inf)
+    if not high > low:
+        return np.ones_like(scores, dtype=np.float64)
+    return (scores - low) / (high - low)
+
+
+def _fuse(
+    lists: Sequence[Ranked], depth: int, gain: Callable[[int, np.ndarray], np.ndarray]
+) -> Ranked:
+    """Per query, sum over the lists of ``gain(list number, its scores best first)`` per ref."""
+    queries = len(lists[0][0])
+    out_scores = np.full((queries, depth), -np.inf)
+    out_refs = np.full((queries, depth), -1, dtype=np.int64)
+    for q in range(queries):
+        total: dict[int, float] = {}
+        for i, (scores, refs) in enumerate(lists):
+            valid = refs[q] >= 0
+            gains = gain(i, np.asarray(scores[q][valid], dtype=np.float64))
+            for ref, g in zip(refs[q][valid].tolist(), gains.tolist(), strict=True):
+                total[ref] = total.get(ref, 0.0) + g
+        # ties keep the order of first appearance (dense first): sorted() is stable
+        best = sorted(total.items(), key=lambda item: -item[1])[:depth]
+        out_scores[q, : len(best)] = [s for _, s in best]
+        out_refs[q, : len(best)] = [r for r, _ in best]
+    return out_scores, out_refs

@@ -1,0 +1,76 @@
+"""Fusion of ranked lists: RRF and weighted min-max, on hand-made lists."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from searchkit.errors import InvalidParameter
+from searchkit.fusion import check_fusion, rrf, weighted
+
+
+def ranked(*rows: list[tuple[int, float]], width: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, refs) of one list, a row per query, padded as the backends pad."""
+    scores = np.full((len(rows), width), -np.inf)
+    refs = np.full((len(rows), width), -1, dtype=np.int64)
+    for q, row in enumerate(rows):
+        for i, (ref, score) in enumerate(row):
+            refs[q, i], scores[q, i] = ref, score
+    return scores, refs
+
+
+def test_rrf_sums_reciprocal_ranks():
+    dense = ranked([(1, 0.9), (2, 0.8), (3, 0.7)])
+    lexical = ranked([(3, 12.0), (1, 11.0), (4, 1.0)])
+    scores, refs = rrf([dense, lexical], depth=5, k=60)
+    expected = {1: 1 / 61 + 1 / 62, 3: 1 / 63 + 1 / 61, 2: 1 / 62, 4: 1 / 63}
+    assert refs[0].tolist() == [1, 3, 2, 4, -1]
+    assert scores[0, :4] == pytest.approx([expected[r] for r in (1, 3, 2, 4)])
+    assert scores[0, 4] == -np.inf
+
+
+def test_rrf_k_changes_the_balance_between_top_ranks_and_agreement():
+    dense = ranked([(1, 0.9), (2, 0.8), (3, 0.7)])
+    lexical = ranked([(4, 9.0), (5, 8.0), (2, 1.0)])
+    # with a tiny k the two first places win; with a large k agreement (doc 2) wins
+    assert rrf([dense, lexical], depth=1, k=0)[1][0, 0] in (1, 4)
+    assert rrf([dense, lexical], depth=1, k=1000)[1][0, 0] == 2
+
+
+def test_weighted_normalizes_each_list_then_mixes():
+    dense = ranked([(1, 0.9), (2, 0.5), (3, 0.1)])
+    lexical = ranked([(3, 10.0), (4, 5.0)])
+    scores, refs = weighted([dense, lexical], depth=4, weights=[0.5, 0.5])
+    # dense -> 1, .5, 0; lexical -> 1, 0; ties keep first appearance (dense first)
+    assert refs[0].tolist() == [1, 3, 2, 4]
+    assert scores[0].tolist() == pytest.approx([0.5, 0.5, 0.25, 0.0])
+    only_dense = weighted([dense, lexical], depth=4, weights=[1.0, 0.0])[1]
+    assert only_dense[0, :3].tolist() == [1, 2, 3]
+
+
+def test_weighted_single_candidate_and_empty_lists():
+    dense = ranked([(7, 0.3)], [])
+    lexical = ranked([], [])
+    scores, refs = weighted([dense, lexical], depth=2, weights=[0.6, 0.4])
+    assert refs.tolist() == [[7, -1], [-1, -1]]
+    assert scores[0, 0] == pytest.approx(0.6)  # a lone candidate normalizes to 1
+
+
+def test_each_query_is_fused_on_its_own():
+    dense = ranked([(1, 0.9), (2, 0.1)], [(5, 0.9), (6, 0.1)])
+    lexical = ranked([(2, 3.0)], [(6, 3.0), (5, 1.0)])
+    refs = rrf([dense, lexical], depth=2)[1]
+    assert refs.tolist() == [[2, 1], [5, 6]]
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (("borda", 60, 0.5), "unknown fusion 'borda'; choose one of: rrf, weighted"),
+        (("rrf", -1, 0.5), "rrf_k must be at least 0"),
+        (("weighted", 60, 1.5), r"weight \(the dense share\) must be in \[0, 1\]"),
+    ],
+)
+def test_bad_fusion_parameters_are_named(args, match):
+    with pytest.raises(InvalidParameter, match=match):
+        check_fusion(*args)
