@@ -15,6 +15,7 @@ import pytest
 
 from searchkit import CorpusError, IndexExists, Manifest, Searcher, build_index
 from searchkit.fsio import sha256_file
+from searchkit.runtimes import Runtime
 from tests.conftest import QUERIES, tiny_records, write_jsonl
 
 pytestmark = pytest.mark.slow
@@ -48,10 +49,13 @@ def test_manifest_records_what_the_issue_asks(tiny_corpus, tmp_path):
     report = build_index(tiny_corpus, tmp_path / "idx", backend="hnswlib", progress=False)
     data = json.loads((report.path / "manifest.json").read_text())
     assert data["format_version"] == 3 and data["version"] == 1
+    auto = Runtime.parse(None, role="encoder")  # the fastest installed that keeps quality
     assert data["encoder"] == {
         "name": "sentence-transformers/all-MiniLM-L6-v2",
         "dim": 384,
         "max_seq_length": 256,
+        "runtime": auto.name,
+        "precision": auto.precision,
     }
     assert data["reranker"] == "cross-encoder/ms-marco-MiniLM-L6-v2"
     assert data["similarity"] == "cosine"
