@@ -72,6 +72,17 @@ LexicalOpt = Annotated[
     str, typer.Option(help="Lexical first stage stored in the index: bm25, splade or none.")
 ]
 SpladeOpt = Annotated[str, typer.Option(help="SparseEncoder for --lexical splade.")]
+RerankTokensOpt = Annotated[
+    int | None,
+    typer.Option(help="Cap on the tokens of a pair the reranker reads [the model's own]."),
+]
+RerankMarginOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="Early exit: skip the rerank when the first stage's top hit leads the next by "
+        "this much (its own score units) [always rerank].",
+    ),
+]
 RescoreOpt = Annotated[
     int | None,
     typer.Option(help="Candidates rescored with float vectors (sq8, binary kinds; 0: off)."),
@@ -213,6 +224,8 @@ def query(
     rescore: RescoreOpt = None,
     query_runtime: QueryRuntimeOpt = None,
     reranker_runtime: RerankerRuntimeOpt = None,
+    rerank_max_tokens: RerankTokensOpt = None,
+    rerank_margin: RerankMarginOpt = None,
     verify: Annotated[bool, typer.Option(help="Check file checksums on open.")] = True,
     ray: Annotated[
         str | None,
@@ -235,11 +248,12 @@ def query(
         searcher = Searcher.open(
             path, reranker=reranker, verify=verify, ray_address=ray,
             query_runtime=query_runtime, reranker_runtime=reranker_runtime,
+            rerank_max_tokens=rerank_max_tokens,
         )  # fmt: skip
         hits = searcher.search(
             text, k, rerank=rerank, candidates=candidates, where=where, mode=mode,
             fusion=fusion, rrf_k=rrf_k, weight=weight, ef_search=ef_search, nprobe=nprobe,
-            rescore=rescore,
+            rescore=rescore, rerank_margin=rerank_margin,
         )  # fmt: skip
     print_hits(path, hits, searcher.reranker.name, as_json=as_json)
 
@@ -271,6 +285,8 @@ def eval_(
     precision: PrecisionOpt = None,
     query_runtime: QueryRuntimeOpt = None,
     reranker_runtime: RerankerRuntimeOpt = None,
+    rerank_max_tokens: RerankTokensOpt = None,
+    rerank_margin: RerankMarginOpt = None,
     force: Annotated[bool, typer.Option(help="Rebuild the dataset's index.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = True,
     json_out: Annotated[
@@ -296,6 +312,7 @@ def eval_(
             path, data, candidates=candidates, rerank=rerank, reranker=reranker,
             progress=progress, mode=mode, fusion=fusion, rrf_k=rrf_k, weight=weight,
             query_runtime=query_runtime, reranker_runtime=reranker_runtime,
+            rerank_max_tokens=rerank_max_tokens, rerank_margin=rerank_margin,
         )  # fmt: skip
     print_eval(result)
     if json_out is not None:

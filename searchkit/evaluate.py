@@ -38,8 +38,9 @@ class EvalResult:
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    # rerank stage: pairs scored, pairs longer than the reranker reads, and that length
-    truncation: dict[str, int] = field(default_factory=dict)
+    # rerank stage: pairs scored, pairs longer than the reranker reads, and that length;
+    # queries that exited early, and the margin
+    truncation: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,6 +104,8 @@ def evaluate(
     weight: float = DEFAULT_WEIGHT,
     query_runtime: str | None = None,
     reranker_runtime: str | None = None,
+    rerank_max_tokens: int | None = None,
+    rerank_margin: float | None = None,
 ) -> EvalResult:
     """Run every judged query through ``index`` one at a time (to time each) and score the runs.
 
@@ -111,6 +114,8 @@ def evaluate(
     top ``candidates`` (the full query path, timed end to end) and keeps the rest of the top
     100 in retrieval order below them, as BEIR does. Query runtimes are as for ``Searcher``;
     the query cache is off, so the rerank stage's latency includes embedding the query again.
+    ``rerank_max_tokens`` and ``rerank_margin`` (early exit) are as for ``Searcher``; the
+    result counts the queries that exited early.
 
     Example::
 
@@ -123,6 +128,7 @@ def evaluate(
         reranker=reranker,
         query_runtime=query_runtime,
         reranker_runtime=reranker_runtime,
+        rerank_max_tokens=rerank_max_tokens,
         query_cache=0,
     )
     _check_ids(searcher, data)
@@ -139,13 +145,17 @@ def evaluate(
         data.qrels, {q: _ranked(h) for q, h in retrieved.items()}
     )
     if rerank:
-        reranked = stage("rerank", k=candidates, rerank=True, candidates=candidates)
-        if all(h.reranked for h in reranked.values()):
+        reranked = stage(
+            "rerank", k=candidates, rerank=True, candidates=candidates, rerank_margin=rerank_margin
+        )
+        if all(h.reranked or h.early_exit for h in reranked.values()):
             result.reranker = searcher.reranker.name
             result.truncation = {
                 "pairs": sum(h.candidates for h in reranked.values()),
                 "truncated": sum(h.truncated for h in reranked.values()),
                 "max_tokens": searcher.reranker.max_tokens,
+                "early_exit": sum(h.early_exit for h in reranked.values()),
+                "margin": rerank_margin,
             }
             run = {q: _with_tail(reranked[q], retrieved[q]) for q in reranked}
             result.metrics["rerank"] = score_run(data.qrels, run)

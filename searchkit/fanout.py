@@ -102,7 +102,7 @@ class ShardedSearcher(Searcher):
     Args:
         path: the parent folder.
         reranker: CrossEncoder to use instead of the one recorded in the manifest.
-        query_runtime, reranker_runtime, query_cache: as for ``Searcher``.
+        query_runtime, reranker_runtime, rerank_max_tokens, query_cache: as for ``Searcher``.
         verify: check the shards' file checksums on open (sizes are always checked).
         ray_address: search the shards with Ray actors on this cluster (``auto``, ``local``,
             ``ray://host:port``) instead of threads here. Every node must see the index path.
@@ -122,6 +122,7 @@ class ShardedSearcher(Searcher):
         ray_address: str | None = None,
         query_runtime: str | None = None,
         reranker_runtime: str | None = None,
+        rerank_max_tokens: int | None = None,
         query_cache: int = QUERY_CACHE,
     ) -> None:
         self.path = Path(path)
@@ -129,7 +130,11 @@ class ShardedSearcher(Searcher):
         self._ray_address = ray_address
         self._manifest, self._shards = self._open()
         self.encoder = query_encoder(self._manifest.encoder, query_runtime)
-        self.reranker = Reranker(reranker or self._manifest.reranker, runtime=reranker_runtime)
+        self.reranker = Reranker(
+            reranker or self._manifest.reranker,
+            runtime=reranker_runtime,
+            max_tokens=rerank_max_tokens,
+        )
         self._reranker_missing = False
         self._queries = QueryCache(query_cache)
 

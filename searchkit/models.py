@@ -53,6 +53,8 @@ class Hits(list[Hit]):
         candidates: how many candidates the reranker scored (0 when not reranked).
         truncated: how many of them were longer than the reranker reads, so it scored only
             their start (see ``searchkit.rerank``).
+        early_exit: True when reranking was skipped because the first stage was confident
+            (``rerank_margin``); the hits are then in retrieval order.
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class Hits(list[Hit]):
         mode: str = "dense",
         candidates: int = 0,
         truncated: int = 0,
+        early_exit: bool = False,
     ) -> None:
         super().__init__(hits)
         self.query = query
@@ -70,6 +73,7 @@ class Hits(list[Hit]):
         self.mode = mode
         self.candidates = candidates
         self.truncated = truncated
+        self.early_exit = early_exit
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,5 +82,6 @@ class Hits(list[Hit]):
             "mode": self.mode,
             "candidates": self.candidates,
             "truncated": self.truncated,
+            "early_exit": self.early_exit,
             "hits": [hit.to_dict() for hit in self],
         }

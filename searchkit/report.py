@@ -76,6 +76,8 @@ def print_hits(index: Path, hits: Hits, reranker: str, as_json: bool = False) ->
         )
         return
     how = f"reranked by {reranker}" if hits.reranked else "retrieval order (not reranked)"
+    if hits.early_exit:
+        how = "retrieval order (early exit: the first stage's top hit led by the margin)"
     title = f"{len(hits)} hits for {hits.query!r} in {index}, {hits.mode} retrieval, {how}"
     if hits.truncated:
         title += (
@@ -234,5 +236,11 @@ def print_eval(result: EvalResult) -> None:
             f"to {t['max_tokens']} tokens",
             markup=False,
         )
+        if t.get("margin") is not None:
+            console.print(
+                f"early exit (margin {t['margin']}): {t['early_exit']:,} of {result.queries:,} "
+                "queries kept retrieval order",
+                markup=False,
+            )
     for note in result.notes:
         console.print(f"note: {note}", markup=False)

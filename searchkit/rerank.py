@@ -7,12 +7,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from searchkit.errors import InvalidParameter
 from searchkit.resolve import DEFAULT_RERANKER
+from searchkit.runtimes import Runtime
 from searchkit.runtimes.model import RuntimeModel
 
 # Far above the 4-5 characters of an average English word piece: the cut never shortens what
 # the model can read, it only spares tokenizing text the model would drop.
 CHARS_PER_TOKEN = 16
+MIN_TOKENS = 32  # a cap below this leaves little of the passage beside the query
 
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder
@@ -28,11 +31,30 @@ class Reranker(RuntimeModel["CrossEncoder"]):
     tokenized whole (a cut passage counts as truncated).
 
     ``Reranker()`` is ``cross-encoder/ms-marco-MiniLM-L6-v2``; the options are those of
-    :class:`searchkit.runtimes.model.RuntimeModel` (``batch_size``: pairs per forward pass).
+    :class:`searchkit.runtimes.model.RuntimeModel` (``batch_size``: pairs per forward pass),
+    and ``max_tokens``: a cap below the model's own limit, to trade some quality for speed
+    (cost grows with pair length; measured in benchmarks/README.md, "Rerank cost control").
     """
 
     role = "reranker"
     default_name = DEFAULT_RERANKER
+
+    def __init__(
+        self,
+        name: str | None = None,
+        batch_size: int = 32,
+        *,
+        runtime: str | Runtime | None = None,
+        precision: str | None = None,
+        max_tokens: int | None = None,
+    ) -> None:
+        super().__init__(name, batch_size, runtime=runtime, precision=precision)
+        if max_tokens is not None and max_tokens < MIN_TOKENS:
+            raise InvalidParameter(
+                f"the reranker's max_tokens must be at least {MIN_TOKENS}, got {max_tokens}"
+            )
+        self.token_cap = max_tokens
+        self._own_limit: int | None = None
 
     @property
     def is_default(self) -> bool:
@@ -45,8 +67,13 @@ class Reranker(RuntimeModel["CrossEncoder"]):
 
     @property
     def max_tokens(self) -> int:
-        """The longest (query, passage) pair the model reads, in tokens (loads the model)."""
-        return int(self.model.max_seq_length)
+        """The longest (query, passage) pair the model reads, in tokens: its own limit, or the
+        ``max_tokens`` cap when lower (loads the model)."""
+        model = self.model
+        if self._own_limit is None:
+            self._own_limit = int(model.max_seq_length)
+            model.max_seq_length = min(self._own_limit, self.token_cap or self._own_limit)
+        return int(model.max_seq_length)
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """One float score per (query, passage) pair, all pairs batched together."""

@@ -62,6 +62,8 @@ class Searcher:
         query_runtime: runtime of the query encoder (default: the one that embedded the index,
             recorded in its manifest; another one warns, as its vectors differ slightly).
         reranker_runtime: runtime of the reranker, e.g. ``openvino-int8`` (default ``auto``).
+        rerank_max_tokens: cap on the tokens of a (query, passage) pair the reranker reads
+            (default: the model's own limit); lower is faster and may rank worse.
         query_cache: how many query embeddings to keep for repeated queries (0: none).
 
     Example::
@@ -79,6 +81,7 @@ class Searcher:
         verify: bool = True,
         query_runtime: str | None = None,
         reranker_runtime: str | None = None,
+        rerank_max_tokens: int | None = None,
         query_cache: int = QUERY_CACHE,
     ) -> None:
         self.path = Path(path)
@@ -86,7 +89,9 @@ class Searcher:
         self._view = open_view(self.path, verify)
         m = self.manifest
         self.encoder = query_encoder(m.encoder, query_runtime)
-        self.reranker = Reranker(reranker or m.reranker, runtime=reranker_runtime)
+        self.reranker = Reranker(
+            reranker or m.reranker, runtime=reranker_runtime, max_tokens=rerank_max_tokens
+        )
         self.splade = splade_for(m.lexical)
         self._reranker_missing = False
         self._queries = QueryCache(query_cache)
@@ -165,6 +170,7 @@ class Searcher:
         ef_search: int | None = None,
         nprobe: int | None = None,
         rescore: int | None = None,
+        rerank_margin: float | None = None,
     ) -> Hits:
         """The top ``k`` hits for ``query``.
 
@@ -186,6 +192,10 @@ class Searcher:
             nprobe: IVF lists to visit for this query (ivf indexes).
             rescore: candidates of a compact index (sq8, binary) rescored with the float
                 vectors for this query; 0 keeps the compact scores.
+            rerank_margin: early exit: skip the reranker when the first stage's best candidate
+                leads the second by at least this much (in the first stage's score units:
+                cosine for dense, fused score for hybrid); the hits then keep retrieval order
+                and say ``early_exit``. None: always rerank.
 
         Example::
 
@@ -194,7 +204,7 @@ class Searcher:
         return self.search_batch(
             [query], k, rerank=rerank, candidates=candidates, where=where, mode=mode,
             fusion=fusion, rrf_k=rrf_k, weight=weight, ef_search=ef_search, nprobe=nprobe,
-            rescore=rescore,
+            rescore=rescore, rerank_margin=rerank_margin,
         )[0]  # fmt: skip
 
     def search_batch(
@@ -212,6 +222,7 @@ class Searcher:
         ef_search: int | None = None,
         nprobe: int | None = None,
         rescore: int | None = None,
+        rerank_margin: float | None = None,
     ) -> list[Hits]:
         """``search`` for many queries, embedded, retrieved and reranked in shared batches."""
         _check_args(queries, k, candidates)
@@ -226,10 +237,9 @@ class Searcher:
         pools, docs = self._candidates(queries, depth, where, overrides, mode, fuse)
         if reranker is None:
             return [
-                Hits([_hit(docs[r], s, rank, s, rank) for r, s, rank in pool[:k]], q, False, mode)
-                for q, pool in zip(queries, pools, strict=True)
+                _unranked(q, pool, docs, k, mode) for q, pool in zip(queries, pools, strict=True)
             ]
-        return _rerank(reranker, queries, pools, docs, k, mode)
+        return _rerank(reranker, queries, pools, docs, k, mode, rerank_margin)
 
     def _candidates(
         self,
@@ -361,6 +371,18 @@ class QueryCache:
 Pool = list[tuple[int, float, int]]  # (row, retrieval score, retrieval rank) per candidate
 
 
+def _unranked(
+    q: str, pool: Pool, docs: dict[int, Document], k: int, mode: str, early_exit: bool = False
+) -> Hits:
+    hits = [_hit(docs[r], s, rank, s, rank) for r, s, rank in pool[:k]]
+    return Hits(hits, q, False, mode, early_exit=early_exit)
+
+
+def confident(pool: Pool, margin: float | None) -> bool:
+    """Whether the first stage's top candidate leads the next by at least ``margin``."""
+    return margin is not None and len(pool) > 1 and pool[0][1] - pool[1][1] >= margin
+
+
 def _rerank(
     reranker: Reranker,
     queries: Sequence[str],
@@ -368,15 +390,24 @@ def _rerank(
     docs: dict[int, Document],
     k: int,
     mode: str,
+    margin: float | None,
 ) -> list[Hits]:
-    """Score every (query, candidate) pair in one batch; keep each query's top ``k``."""
+    """Score every (query, candidate) pair in one batch, except for the queries the first
+    stage is ``confident`` of (early exit); keep each query's top ``k``."""
+    skip = [confident(pool, margin) for pool in pools]
     pairs = [
-        (q, docs[r].passage()) for q, pool in zip(queries, pools, strict=True) for r, _, _ in pool
+        (q, docs[r].passage())
+        for q, pool, s in zip(queries, pools, skip, strict=True)
+        if not s
+        for r, _, _ in pool
     ]
     all_scores, all_cut = reranker.score_counted(pairs)
     scores, cut = iter(all_scores.tolist()), iter(all_cut.tolist())
     results = []
-    for q, pool in zip(queries, pools, strict=True):
+    for q, pool, s in zip(queries, pools, skip, strict=True):
+        if s:
+            results.append(_unranked(q, pool, docs, k, mode, early_exit=True))
+            continue
         scored = sorted(((next(scores), *c) for c in pool), key=lambda x: -x[0])
         truncated = sum(next(cut) for _ in pool)
         hits = [_hit(docs[r], ce, i, s, rank) for i, (ce, r, s, rank) in enumerate(scored[:k], 1)]

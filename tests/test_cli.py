@@ -142,3 +142,14 @@ def test_help_does_not_import_torch():
     code = "import sys, searchkit.cli; print('torch' in sys.modules, 'faiss' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_query_rerank_cost_options(project):
+    done = run("query", "vaccines", "--rerank-margin", "0", "--json", cwd=project)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["early_exit"] and not out["reranked"] and out["candidates"] == 0
+    capped = run("query", "vaccines", "--rerank-max-tokens", "48", "--json", cwd=project)
+    assert capped.returncode == 0 and json.loads(capped.stdout)["reranked"], capped.stderr
+    bad = run("query", "vaccines", "--rerank-max-tokens", "8", cwd=project)
+    assert bad.returncode == 1 and "max_tokens must be at least 32" in bad.stderr
