@@ -135,6 +135,26 @@ def test_rerank(tiny_beir: Path, tmp_path: Path, reranker_path: Path) -> None:
         assert row["searchkit_ms"]["p50"] > 0 and row["baseline_ms"]["p50"] > 0
 
 
+def test_rerank_cost(tiny_beir: Path, tmp_path: Path, reranker_path: Path) -> None:
+    r = run_script(
+        "rerank_cost", tmp_path,
+        "--dataset", str(tiny_beir), "--index", str(tmp_path / "index"),
+        "--reranker", str(reranker_path), "--candidates", "5,10", "--depth", "10",
+        "--caps", "48", "--exit-shares", "0.6", "--threads", "1",
+    )  # fmt: skip
+    rows = r["rows"]
+    assert list(rows)[:3] == ["depth 5", "depth 10", "cap 48 tokens"]
+    exit_row = rows[list(rows)[3]]
+    queries = 5  # tiny_beir's test queries
+    assert 0 < exit_row["early_exit"] < queries  # about 60% exit, not none nor all
+    assert exit_row["pairs"] == 10 * (queries - exit_row["early_exit"])
+    assert rows["depth 5"]["pairs"] == 5 * queries and rows["depth 10"]["max_tokens"] == 256
+    assert rows["cap 48 tokens"]["max_tokens"] == 48
+    assert rows["cap 48 tokens"]["truncated"] >= rows["depth 10"]["truncated"]
+    for row in rows.values():
+        assert 0 < row["ndcg10_rerank"] <= 1 and row["rerank_over_retrieval"] > 0
+
+
 def test_fusion(tiny_beir: Path, tmp_path: Path) -> None:
     r = run_script(
         "fusion", tmp_path,
