@@ -11,7 +11,7 @@ from searchkit.resolve import DEFAULT_ENCODER
 from searchkit.runtimes.model import RuntimeModel
 
 if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
+    pass
 
 
 class Encoder(RuntimeModel["SentenceTransformer"]):
@@ -27,11 +27,7 @@ class Encoder(RuntimeModel["SentenceTransformer"]):
 
     role = "encoder"
     default_name = DEFAULT_ENCODER
-
-    def _factory(self) -> type[SentenceTransformer]:
-        from sentence_transformers import SentenceTransformer
-
-        return SentenceTransformer
+    model_class = "SentenceTransformer"
 
     @property
     def dim(self) -> int:

@@ -18,7 +18,7 @@ CHARS_PER_TOKEN = 16
 MIN_TOKENS = 32  # a cap below this leaves little of the passage beside the query
 
 if TYPE_CHECKING:
-    from sentence_transformers import CrossEncoder
+    pass
 
 
 class Reranker(RuntimeModel["CrossEncoder"]):
@@ -38,6 +38,7 @@ class Reranker(RuntimeModel["CrossEncoder"]):
 
     role = "reranker"
     default_name = DEFAULT_RERANKER
+    model_class = "CrossEncoder"
 
     def __init__(
         self,
@@ -59,11 +60,6 @@ class Reranker(RuntimeModel["CrossEncoder"]):
     @property
     def is_default(self) -> bool:
         return self.name == DEFAULT_RERANKER
-
-    def _factory(self) -> type[CrossEncoder]:
-        from sentence_transformers import CrossEncoder
-
-        return CrossEncoder
 
     @property
     def max_tokens(self) -> int:

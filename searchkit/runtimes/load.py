@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from searchkit.resolve import load_model
+from searchkit.resolve import load_st_model
 from searchkit.runtimes import Runtime
 from searchkit.runtimes.cache import ensure, folder_for, weights_sha256
 from searchkit.runtimes.calibration import calibration_inputs
@@ -31,17 +31,15 @@ ENGINES = {"onnx": "searchkit.runtimes.ort", "openvino": "searchkit.runtimes.ov"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def load_on_runtime(factory: Callable[..., M], name: str, runtime: Runtime, role: str) -> M:
-    """Load a SentenceTransformer or CrossEncoder (``role`` encoder or reranker) on ``runtime``.
+def load_on_runtime(model_class: str, name: str, runtime: Runtime, role: str) -> Any:
+    """Load a ``SentenceTransformer`` or ``CrossEncoder`` (``model_class``; ``role`` encoder or
+    reranker) on ``runtime``.
 
     Raises:
         ModelUnavailable: the model cannot be loaded (names it and what to do).
     """
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
     label = "bi-encoder" if role == "encoder" else role
-    return apply_runtime(load_model(factory, name, label), runtime, role)
+    return apply_runtime(load_st_model(model_class, name, label), runtime, role)
 
 
 def apply_runtime(model: M, runtime: Runtime, role: str) -> M:

@@ -3,7 +3,7 @@ the model loaded on that runtime on first use."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 from searchkit.resolve import canonical_name, lazy_model
 from searchkit.runtimes import Runtime
@@ -25,6 +25,7 @@ class RuntimeModel(Generic[M]):
 
     role: ClassVar[str]
     default_name: ClassVar[str]
+    model_class: ClassVar[str]  # the sentence-transformers class that loads it
 
     def __init__(
         self,
@@ -43,7 +44,4 @@ class RuntimeModel(Generic[M]):
         """The sentence-transformers model on ``self.runtime`` (loaded, exported on first use)."""
         from searchkit.runtimes.load import load_on_runtime
 
-        return load_on_runtime(self._factory(), self.name, self.runtime, self.role)
-
-    def _factory(self) -> Any:
-        raise NotImplementedError
+        return load_on_runtime(self.model_class, self.name, self.runtime, self.role)
