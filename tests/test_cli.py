@@ -145,11 +145,12 @@ def test_help_does_not_import_torch():
 
 
 def test_query_rerank_cost_options(project):
-    done = run("query", "vaccines", "--rerank-margin", "0", "--json", cwd=project)
+    tiny = ("--index", "indexes/tiny")  # other tests build more indexes in the project
+    done = run("query", "vaccines", *tiny, "--rerank-margin", "0", "--json", cwd=project)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert out["early_exit"] and not out["reranked"] and out["candidates"] == 0
-    capped = run("query", "vaccines", "--rerank-max-tokens", "48", "--json", cwd=project)
+    capped = run("query", "vaccines", *tiny, "--rerank-max-tokens", "48", "--json", cwd=project)
     assert capped.returncode == 0 and json.loads(capped.stdout)["reranked"], capped.stderr
-    bad = run("query", "vaccines", "--rerank-max-tokens", "8", cwd=project)
+    bad = run("query", "vaccines", *tiny, "--rerank-max-tokens", "8", cwd=project)
     assert bad.returncode == 1 and "max_tokens must be at least 32" in bad.stderr
