@@ -51,6 +51,7 @@ class SearchResult(BaseModel):
     mode: str
     candidates: int
     truncated: int
+    early_exit: bool = False
     hits: list[Hit]
 
 
@@ -130,6 +131,16 @@ def request_models(
             Field(DEFAULT_CANDIDATES, ge=1, le=limits.max_candidates, description="reranked"),
         ),
         "where": (where, None),
+        "rerank_margin": (
+            float | None,
+            Field(
+                None,
+                ge=0,
+                allow_inf_nan=False,
+                description="early exit: keep retrieval order when the first stage's top hit "
+                "leads the next by this much",
+            ),
+        ),
     }
     tuning = {
         "ef_search": (int | None, Field(None, ge=1, le=10_000, description="HNSW search breadth")),

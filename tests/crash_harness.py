@@ -327,10 +327,10 @@ def _setup(plan: dict) -> None:
 
     torch.set_num_threads(1)
     faiss.omp_set_num_threads(1)
-    from searchkit import resolve
     from searchkit.cli import app
+    from searchkit.runtimes import load
 
-    resolve.load_model = functools.cache(resolve.load_model)
+    load.load_on_runtime = functools.cache(load.load_on_runtime)
     for job in plan["jobs"]:
         folder = Path(job["work"]) / "warm-up"
         index = _prepare(job.get("start"), folder)

@@ -13,6 +13,7 @@ Bugs the fuzzing found keep a minimal regression test each, below the properties
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import json
@@ -64,19 +65,12 @@ ASCII_SPACE = b" \t\r\x0b\x0c"  # what a blank line may hold (bytes.strip's whit
 
 @pytest.fixture(scope="module", autouse=True)
 def model_loaded_once() -> Iterator[None]:
-    """Every Encoder loads the bi-encoder from disk (~0.5 s); share one copy in this module."""
-    import searchkit.resolve as resolve
-
-    real = resolve.load_model
-    cache: dict[tuple[Any, str, str], Any] = {}
-
-    def load_once(factory: Any, name: str, role: str) -> Any:
-        if (factory, name, role) not in cache:
-            cache[factory, name, role] = real(factory, name, role)
-        return cache[factory, name, role]
+    """Every Encoder loads the bi-encoder from disk on its runtime (~1 s); share one copy in
+    this module."""
+    import searchkit.runtimes.load as load
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(resolve, "load_model", load_once)
+        patch.setattr(load, "load_on_runtime", functools.cache(load.load_on_runtime))
         yield
 
 
