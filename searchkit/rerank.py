@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from searchkit.errors import InvalidParameter
 from searchkit.resolve import DEFAULT_RERANKER
-from searchkit.runtimes import Runtime
 from searchkit.runtimes.model import RuntimeModel
 
 # Far above the 4-5 characters of an average English word piece: the cut never shortens what
@@ -45,11 +44,10 @@ class Reranker(RuntimeModel["CrossEncoder"]):
         name: str | None = None,
         batch_size: int = 32,
         *,
-        runtime: str | Runtime | None = None,
-        precision: str | None = None,
         max_tokens: int | None = None,
+        **runtime: Any,
     ) -> None:
-        super().__init__(name, batch_size, runtime=runtime, precision=precision)
+        super().__init__(name, batch_size, **runtime)  # runtime=, precision=
         if max_tokens is not None and max_tokens < MIN_TOKENS:
             raise InvalidParameter(
                 f"the reranker's max_tokens must be at least {MIN_TOKENS}, got {max_tokens}"
