@@ -28,7 +28,7 @@ from searchkit.filters import Where
 from searchkit.fusion import Fuse, check_fusion, fuser
 from searchkit.lexical import Terms, bm25_query_terms
 from searchkit.manifest import Manifest
-from searchkit.models import Document, Hit, Hits
+from searchkit.models import Document, Hit, Hits, Passage
 from searchkit.rerank import Reranker
 from searchkit.splade import splade_for
 from searchkit.view import merged_fields, open_view, verify_index
@@ -202,13 +202,19 @@ class Searcher:
         depth = max(k, candidates) if reranker else k
         overrides = {"ef_search": ef_search, "nprobe": nprobe, "rescore": rescore}
         fuse = fuser(fusion, rrf_k, weight)
-        pools, docs = self._candidates(queries, depth, where, overrides, mode, fuse)
+        pools, docs, *found = self._candidates(queries, depth, where, overrides, mode, fuse)
+        passages = found[0] if found else [{} for _ in queries]
         if reranker is None:
             return [
-                Hits([_hit(docs[r], s, rank, s, rank) for r, s, rank in pool[:k]], q, False, mode)
-                for q, pool in zip(queries, pools, strict=True)
+                Hits(
+                    [_hit(docs[r], s, rank, s, rank, best.get(r)) for r, s, rank in pool[:k]],
+                    q,
+                    False,
+                    mode,
+                )  # fmt: skip
+                for q, pool, best in zip(queries, pools, passages, strict=True)
             ]
-        return _rerank(reranker, queries, pools, docs, k, mode)
+        return _rerank(reranker, queries, pools, docs, k, mode, passages)
 
     def _candidates(
         self,
@@ -218,16 +224,24 @@ class Searcher:
         overrides: dict[str, int | None],
         mode: str,
         fuse: Fuse,
-    ) -> tuple[list[Pool], dict[int, Document]]:
+    ) -> tuple[list[Pool], dict[int, Document], list[dict[int, Passage]]]:
         """Each query's top ``depth`` live documents matching ``where`` by the first stage
-        ``mode`` (hybrid: the two lists joined by ``fuse``), as pools of (ref, score, rank) and
-        the documents by ref (the filter is checked before embedding)."""
+        ``mode`` (hybrid: the two lists joined by ``fuse``), as pools of (ref, score, rank),
+        the documents by ref (the filter is checked before embedding), and the best passages
+        of the documents indexed as several."""
         view = self._view
         allowed = view.allowed(where)
         first = max(depth, FUSION_DEPTH) if mode == "hybrid" else depth
         lists = []
+        vectors, best = None, []
         if mode != "lexical":
-            lists.append(view.retrieve(self._query_vectors(queries), first, allowed, overrides))
+            vectors = self._query_vectors(queries)
+            *dense, prefs = view.retrieve_passages(vectors, first, allowed, overrides)
+            lists.append(tuple(dense))
+            best = [
+                dict(zip(r.tolist(), p.tolist(), strict=True))
+                for r, p in zip(dense[1], prefs, strict=True)
+            ]
         if mode != "dense":
             lists.append(view.retrieve_lexical(self._query_terms(queries), first, allowed))
         scores, refs = lists[0] if len(lists) == 1 else fuse(lists, depth)
@@ -240,7 +254,8 @@ class Searcher:
             ]
             for rr, ss in zip(refs, scores, strict=True)
         ]
-        return pools, docs
+        refs_of = [[r for r, _, _ in pool] for pool in pools]
+        return pools, docs, view.passages(refs_of, best, vectors, docs)
 
     def resolve_mode(self, mode: str | None) -> str:
         """The first stage ``search`` runs for ``mode``: checked against the index, or the
@@ -305,28 +320,42 @@ def _rerank(
     docs: dict[int, Document],
     k: int,
     mode: str,
+    passages: Sequence[dict[int, Passage]] = (),
 ) -> list[Hits]:
-    """Score every (query, candidate) pair in one batch; keep each query's top ``k``."""
+    """Score every (query, candidate) pair in one batch, a long document by its best passage;
+    keep each query's top ``k``."""
+    passages = passages or [{} for _ in queries]
     pairs = [
-        (q, docs[r].passage()) for q, pool in zip(queries, pools, strict=True) for r, _, _ in pool
+        (q, best[r].text if r in best else docs[r].passage())
+        for q, pool, best in zip(queries, pools, passages, strict=True)
+        for r, _, _ in pool
     ]
     all_scores, all_cut = reranker.score_counted(pairs)
     scores, cut = iter(all_scores.tolist()), iter(all_cut.tolist())
     results = []
-    for q, pool in zip(queries, pools, strict=True):
+    for q, pool, best in zip(queries, pools, passages, strict=True):
         scored = sorted(((next(scores), *c) for c in pool), key=lambda x: -x[0])
         truncated = sum(next(cut) for _ in pool)
-        hits = [_hit(docs[r], ce, i, s, rank) for i, (ce, r, s, rank) in enumerate(scored[:k], 1)]
+        hits = [
+            _hit(docs[r], ce, i, s, rank, best.get(r))
+            for i, (ce, r, s, rank) in enumerate(scored[:k], 1)
+        ]
         results.append(Hits(hits, q, True, mode, len(pool), truncated))
     return results
 
 
 def _hit(
-    doc: Document, score: float, rank: int, retrieval_score: float, retrieval_rank: int
+    doc: Document,
+    score: float,
+    rank: int,
+    retrieval_score: float,
+    retrieval_rank: int,
+    passage: Passage | None = None,
 ) -> Hit:
     return Hit(
-        doc.id, score, rank, doc.title, doc.text, doc.metadata, retrieval_score, retrieval_rank
-    )
+        doc.id, score, rank, doc.title, doc.text, doc.metadata, retrieval_score, retrieval_rank,
+        passage,
+    )  # fmt: skip
 
 
 def _check_args(queries: Sequence[str], k: int, candidates: int) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from searchkit.chunking import ChunkConfig, Chunker, text_window
 from searchkit.commit import (
     collect_garbage,
     install_segment,
@@ -57,12 +58,42 @@ class CommitReport:
 
 
 def embedded(
-    blocks: Iterable[list[Document]], encoder: Encoder, advance: Callable[[int], None] | None = None
+    blocks: Iterable[list[Document]],
+    encoder: Encoder,
+    advance: Callable[[int], None] | None = None,
+    chunker: Chunker | None = None,
 ) -> Iterator[Block]:
-    """Embed blocks of documents: (documents, normalized vectors) per block."""
+    """Embed blocks of documents: (documents, normalized vectors) per block, or with a
+    ``chunker`` (documents, one vector per passage, the passages' spans)."""
     for docs in blocks:
-        if docs:
+        if not docs:
+            continue
+        if chunker is None:
             yield docs, encoder.encode_documents([d.passage() for d in docs], advance)
+            continue
+        texts, spans = chunker.split(docs)
+        step = _scaled(advance, len(texts), len(docs)) if advance is not None else None
+        yield docs, encoder.encode_documents(texts, step), spans
+
+
+def _scaled(advance: Callable[[int], None], passages: int, docs: int) -> Callable[[int], None]:
+    """Progress in documents from progress in passages."""
+    done = [0]
+
+    def step(n: int) -> None:
+        before = docs * done[0] // passages
+        done[0] += n
+        advance(docs * done[0] // passages - before)
+
+    return step
+
+
+def chunker_for(encoder: Encoder, config: dict[str, Any] | None) -> Chunker:
+    """The chunker of an index's recorded settings; none recorded (an index older than
+    chunking): no chunking, but long documents are counted as truncated."""
+    model = encoder.model
+    settings = ChunkConfig(**config) if config else ChunkConfig(text_window(model), enabled=False)
+    return Chunker(model.tokenizer, settings)
 
 
 def in_blocks(docs: Iterable[Document], size: int = BLOCK_DOCS) -> Iterator[list[Document]]:
@@ -199,7 +230,7 @@ class IndexWriter:
                 written = write_segment(
                     staged,
                     name,
-                    embedded(new_docs, self.encoder, bar.advance),
+                    embedded(new_docs, self.encoder, bar.advance, self._chunker()),
                     m.dim,
                     self._spec(),
                     lambda: bar.phase("indexing"),
@@ -215,6 +246,9 @@ class IndexWriter:
         if written is not None or replaced:
             self._commit(state.deletions_with(replaced), added=written)
         return self._report(started, **counts)
+
+    def _chunker(self) -> Chunker:
+        return chunker_for(self.encoder, self.manifest.chunking)
 
     def _spec(self) -> VectorSpec:
         b = self.manifest.backend
