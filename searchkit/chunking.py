@@ -64,6 +64,13 @@ class Spans:
         return len(self.doc)
 
 
+def whole_documents(docs: Sequence[Document], truncated: int = 0) -> Spans:
+    """One passage per document, the whole of it (``truncated`` of them were cut)."""
+    ends = np.asarray([len(d.passage()) for d in docs], dtype=np.int64)
+    rows = np.arange(len(docs), dtype=np.int64)
+    return Spans(rows, np.zeros(len(docs), dtype=np.int64), ends, 0, truncated)
+
+
 def chunk_config(
     window: int, tokens: int | None = None, overlap: int | None = None, enabled: bool = True
 ) -> ChunkConfig:

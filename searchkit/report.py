@@ -182,6 +182,8 @@ def print_commit(report: CommitReport, as_json: bool = False) -> None:
             ("replaced", report.replaced),
             ("unchanged", report.unchanged),
             ("deleted", report.deleted),
+            ("split into passages", report.chunked),
+            ("truncated to what the encoder reads", report.truncated),
             ("rewritten by compact", report.rewritten),
             ("tombstones purged", report.purged),
         )

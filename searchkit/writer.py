@@ -50,6 +50,9 @@ class CommitReport:
     missing: tuple[str, ...] = ()  # ids asked to be deleted that the index does not have
     skipped_count: int = 0  # invalid corpus lines skipped (skip_invalid)
     skipped: tuple[SkippedLine, ...] = ()  # the first of them, with their problems
+    passages: int = 0  # vectors written for the added and replaced documents
+    chunked: int = 0  # of those documents, how many were split into several passages
+    truncated: int = 0  # ... and how many were embedded cut (an index built with --no-chunk)
     rewritten: int = 0  # live documents rewritten by compact
     purged: int = 0  # tombstoned rows compact removed
     documents: int = 0  # live documents after the change
@@ -240,6 +243,9 @@ class IndexWriter:
                 install_segment(self.path, staged, name)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
+        if written is not None:
+            e = written.entry
+            counts.update(passages=e.passages or e.rows, chunked=e.chunked, truncated=e.truncated)
         if reader is not None:
             counts["skipped_count"] = reader.skipped_count
             counts["skipped"] = tuple(reader.skipped)
