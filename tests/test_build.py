@@ -47,7 +47,7 @@ def test_round_trip_puts_the_relevant_document_first(tiny_corpus, tmp_path, back
 def test_manifest_records_what_the_issue_asks(tiny_corpus, tmp_path):
     report = build_index(tiny_corpus, tmp_path / "idx", backend="hnswlib", progress=False)
     data = json.loads((report.path / "manifest.json").read_text())
-    assert data["format_version"] == 3 and data["version"] == 1
+    assert data["format_version"] == 4 and data["version"] == 1
     assert data["encoder"] == {
         "name": "sentence-transformers/all-MiniLM-L6-v2",
         "dim": 384,
