@@ -88,11 +88,15 @@ def print_hits(index: Path, hits: Hits, reranker: str, as_json: bool = False) ->
         table.add_column(column, justify="right")
     table.add_column("document", overflow="fold")
     for hit in hits:
-        text = " ".join(hit.text.split())
+        # a long document shows the passage that matched
+        text = " ".join((hit.passage.text if hit.passage else hit.text).split())
         snippet = text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS] + "..."
         head = f"[bold]{_escape(hit.id)}[/bold]"
         if hit.title and hit.title != hit.id:
             head += f"  {_escape(hit.title)}"
+        if hit.passage:
+            p = hit.passage
+            head += f"  (passage {p.index}, characters {p.start:,}-{p.end:,})"
         rank, score = str(hit.rank), f"{hit.score:.3f}"
         table.add_row(rank, score, str(hit.retrieval_rank), f"{head}\n{_escape(snippet)}")
     Console().print(table)
