@@ -191,3 +191,22 @@ def test_ray_ingest_refuses_to_chunk(tmp_path):
 
     with pytest.raises(InvalidParameter, match="--no-chunk"):
         ingest(write_jsonl(tmp_path / "c.jsonl", records()), tmp_path / "out", chunk=True)
+
+
+def test_a_format_3_index_opens_and_takes_upserts(tmp_path):
+    path = build(tmp_path, chunk=False)
+    manifest = json.loads((path / "manifest.json").read_text())
+    (path / manifest["files"].pop("s000001/passages")["path"]).unlink()
+    manifest["segments"] = [{"name": "s000001", "rows": 8, "deleted": 0}]
+    manifest["format_version"] = 3
+    del manifest["chunking"]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    s = Searcher.open(path)
+    assert s.manifest.chunking is None and s.manifest.passage_counts()["passages"] == 8
+    assert len(s.search(QUERY, k=8, rerank=False, mode="dense")) == 8
+    with IndexWriter.open(path) as w:  # no chunking recorded: none, but cuts are counted
+        report = w.upsert([Document("long4", " ".join([FILLER] * 20), "More minutes")])
+        assert (report.truncated, report.chunked) == (1, 0)
+        w.compact()
+    verify_index(path)
+    assert Searcher.open(path).manifest.passage_counts()["passages"] == 9
