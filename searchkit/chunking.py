@@ -94,7 +94,7 @@ class Chunker:
     """Splits documents into passages with a (fast) Hugging Face tokenizer."""
 
     def __init__(self, tokenizer: Any, config: ChunkConfig) -> None:
-        if not getattr(tokenizer, "is_fast", False):
+        if config.enabled and not getattr(tokenizer, "is_fast", False):
             raise InvalidParameter(
                 "chunking needs a fast (Rust) tokenizer with character offsets; "
                 "index with --no-chunk for this model"
@@ -105,20 +105,21 @@ class Chunker:
     def split(self, docs: Sequence[Document]) -> tuple[list[str], Spans]:
         """The passage texts of ``docs`` and their spans."""
         texts = [d.passage() for d in docs]
+        enabled = self.config.enabled
         encoded = self.tokenizer(
-            texts, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+            texts, add_special_tokens=False, return_offsets_mapping=enabled, verbose=False
         )
         out_doc, out_start, out_end, passages = [], [], [], []
         chunked = truncated = 0
         for i, text in enumerate(texts):
-            words = encoded.word_ids(i)
-            offsets = encoded["offset_mapping"][i]
-            if len(offsets) <= self.config.tokens:
+            if len(encoded["input_ids"][i]) <= self.config.tokens:
                 spans = [(0, len(text))]
-            elif not self.config.enabled:
+            elif not enabled:
                 spans, truncated = [(0, len(text))], truncated + 1
             else:
-                spans, chunked = _windows(offsets, words, self.config), chunked + 1
+                offsets = encoded["offset_mapping"][i]
+                spans = _windows(offsets, encoded.word_ids(i), self.config)
+                chunked += 1
             for start, end in spans:
                 out_doc.append(i)
                 out_start.append(start)
