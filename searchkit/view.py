@@ -86,8 +86,9 @@ class View:
             )
         scores, refs, prefs = (np.concatenate([p[i] for p in parts], axis=1) for i in range(3))
         order = np.argsort(-scores, axis=1, kind="stable")[:, :depth]
-        top = pad(np.take_along_axis(scores, order, 1), np.take_along_axis(refs, order, 1), depth)
-        return (*top, pad(top[0], np.take_along_axis(prefs, order, 1), depth)[1])
+        scores = np.take_along_axis(scores, order, 1)
+        top = pad(scores, np.take_along_axis(refs, order, 1), depth)
+        return (*top, pad(scores, np.take_along_axis(prefs, order, 1), depth)[1])
 
     def passages(
         self,
