@@ -31,7 +31,7 @@ from searchkit.errors import (
     UnknownBackend,
 )
 from searchkit.manifest import Manifest
-from searchkit.models import Document, Hit, Hits
+from searchkit.models import Document, Hit, Hits, Passage
 from searchkit.searcher import Searcher, verify_index
 from searchkit.writer import CommitReport, IndexWriter
 
@@ -54,6 +54,7 @@ __all__ = [
     "InvalidParameter",
     "Manifest",
     "ModelUnavailable",
+    "Passage",
     "RerankerUnavailableWarning",
     "SearchkitError",
     "Searcher",

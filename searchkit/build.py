@@ -15,6 +15,7 @@ from typing import Any
 from searchkit._version import __version__
 from searchkit.backends import DEFAULT_KIND, get_backend
 from searchkit.backends.base import resolve_params
+from searchkit.chunking import Chunker, chunk_config, text_window
 from searchkit.commit import (
     SEGMENTS,
     install_segment,
@@ -72,6 +73,9 @@ def build_index(
     batch_size: int = 32,
     runtime: str | None = None,
     precision: str | None = None,
+    chunk: bool = True,
+    chunk_tokens: int | None = None,
+    chunk_overlap: int | None = None,
     force: bool = False,
     progress: bool = True,
 ) -> BuildReport:
@@ -100,6 +104,10 @@ def build_index(
         runtime: the bi-encoder's inference runtime (``torch``, ``onnx``, ``openvino``, or
             ``openvino-int8``; default ``auto``), recorded in the manifest for the queries.
         precision: ``fp32``, ``bf16`` or ``int8`` when ``runtime`` does not name one.
+        chunk: split documents longer than the encoder reads into overlapping passages
+            (``searchkit.chunking``); False embeds their start only, and counts them.
+        chunk_tokens: tokens per passage (default: all the encoder reads).
+        chunk_overlap: tokens shared by consecutive passages (default 32).
         force: replace an existing index at ``out``.
         progress: draw a progress bar on stderr.
 
@@ -119,6 +127,9 @@ def build_index(
         previous = check_target(out, force)
         encoder = Encoder(model, batch_size=batch_size, runtime=runtime, precision=precision)
         encoder.model  # noqa: B018 - load the models before the progress bar starts
+        window = text_window(encoder.model)
+        chunking = chunk_config(window, chunk_tokens, chunk_overlap, chunk)
+        chunker = Chunker(encoder.model.tokenizer, chunking)
         if splade is not None:
             splade.model  # noqa: B018
         root = out if previous is not None else staging_dir(out)
@@ -127,7 +138,9 @@ def build_index(
         staged = staging_segment(root, name)
         try:
             builder = PostingsBuilder(terms, splade) if terms else None
-            written, embed_seconds = _write(staged, name, reader, encoder, spec, builder, progress)
+            written, embed_seconds = _write(
+                staged, name, reader, (encoder, chunker), spec, builder, progress
+            )
             install_segment(root, staged, name)
             manifest = Manifest(
                 version=(previous or 0) + 1,
@@ -150,6 +163,7 @@ def build_index(
                 segments=[written.entry],
                 next_segment=number + 1,
                 lexical=terms,
+                chunking=chunking.to_dict(),
             )
             _commit(root, out, manifest)
         finally:
@@ -164,12 +178,13 @@ def _write(
     staged: Path,
     name: str,
     reader: CorpusReader,
-    encoder: Encoder,
+    embedding: tuple[Encoder, Chunker],
     spec: VectorSpec,
     lexical: PostingsBuilder | None,
     progress: bool,
 ) -> tuple[WrittenSegment, float]:
     """Embed the corpus into segment ``name``; returns it and the seconds spent embedding."""
+    encoder, chunker = embedding
     marks = [time.monotonic()]
     with BuildProgress(reader.size, enabled=progress) as bar:
 
@@ -182,10 +197,8 @@ def _write(
             marks.append(time.monotonic())
             bar.phase(f"indexing ({spec.backend} {spec.kind})")
 
-        written = write_segment(
-            staged, name, embedded(blocks(), encoder, bar.advance), encoder.dim, spec, indexing,
-            lexical,
-        )  # fmt: skip
+        vectors = embedded(blocks(), encoder, bar.advance, chunker)
+        written = write_segment(staged, name, vectors, encoder.dim, spec, indexing, lexical)
     assert written is not None  # the reader raises on an empty corpus
     return written, marks[-1] - marks[0]
 

@@ -148,6 +148,19 @@ def index(
     batch_size: Annotated[int, typer.Option(help="Texts per encoder batch.")] = 32,
     runtime: RuntimeOpt = None,
     precision: PrecisionOpt = None,
+    chunk: Annotated[
+        bool | None,
+        typer.Option(
+            help="Split documents longer than the encoder reads into overlapping passages; "
+            "--no-chunk embeds their start and counts them as truncated [chunk; no with --ray]."
+        ),
+    ] = None,
+    chunk_tokens: Annotated[
+        int | None, typer.Option(help="Tokens per passage (default: all the encoder reads).")
+    ] = None,
+    chunk_overlap: Annotated[
+        int | None, typer.Option(help="Tokens shared by consecutive passages [32].")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing index.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
     ray: Annotated[
@@ -180,14 +193,16 @@ def index(
             from searchkit.distributed import ingest
 
             build = partial(
-                ingest, shards=shards or 1, address=ray, workers=workers, lexical=lexical or "none"
-            )
+                ingest, shards=shards or 1, address=ray, workers=workers, lexical=lexical or "none",
+                chunk=bool(chunk) or chunk_tokens is not None or chunk_overlap is not None,
+            )  # fmt: skip
         elif (shards, workers) != (None, None):
             raise InvalidParameter("--shards and --workers need --ray ADDRESS")
         else:
             build = partial(
-                build_index, lexical=lexical or DEFAULT_LEXICAL, splade_model=splade_model
-            )
+                build_index, lexical=lexical or DEFAULT_LEXICAL, splade_model=splade_model,
+                chunk=chunk is not False, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap,
+            )  # fmt: skip
         report = build(
             corpus, out, model=model, reranker=reranker, backend=backend, kind=kind,
             params=params, id_field=id_field, skip_invalid=skip_invalid, batch_size=batch_size,

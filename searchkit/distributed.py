@@ -33,6 +33,7 @@ from searchkit.backends import DEFAULT_KIND, get_backend
 from searchkit.backends.base import resolve_params
 from searchkit.blocks import CorpusPlan, count_lines, plan_blocks
 from searchkit.build import check_target, staging_dir
+from searchkit.chunking import ChunkConfig
 from searchkit.corpus import MAX_SKIPPED_KEPT, SkippedLine
 from searchkit.errors import CorpusError, InvalidParameter, SearchkitError
 from searchkit.ingest_tasks import PARTS, Embedder, build_shard, read_block, rebuild
@@ -87,6 +88,7 @@ def ingest(
     kind: str | None = None,
     params: dict[str, Any] | None = None,
     lexical: str = "none",
+    chunk: bool = False,
     id_field: str | None = None,
     skip_invalid: bool = False,
     batch_size: int = 32,
@@ -108,6 +110,8 @@ def ingest(
         block_docs: corpus lines per block, the unit of work and of retry.
         lexical: only ``none``: the shards hold vectors only, so a sharded index is searched
             in dense mode (build without Ray for lexical or hybrid search).
+        chunk: only False: documents longer than the encoder reads are embedded cut, and
+            counted (build without Ray to split them into passages).
 
     Example::
 
@@ -122,6 +126,12 @@ def ingest(
         raise InvalidParameter(
             f"a sharded index (--ray) holds vectors only, not {lexical!r} lexical data: pass "
             "--lexical none, or build without --ray for lexical or hybrid search"
+        )
+    if chunk:
+        raise InvalidParameter(
+            "the Ray ingest (--ray) does not split long documents into passages yet: pass "
+            "--no-chunk (chunk=False; documents longer than the encoder reads are cut, and "
+            "counted), or build without --ray to chunk them"
         )
     spec = VectorSpec(backend, kind or DEFAULT_KIND[backend], params or {})
     resolve_params(backend, get_backend(backend).KINDS, spec.kind, spec.params, 1)  # fail early
@@ -274,7 +284,9 @@ class _Run:
         """One Ray task per shard writes its ordinary index from its blocks' parts."""
         some = next(iter(self.done.values()))
         encoder = {k: some[k] for k in ("name", "dim", "max_seq_length", "runtime", "precision")}
-        header = ShardHeader(encoder, canonical_name(reranker), spec, self.corpus_info())
+        chunking = ChunkConfig(some["window"], 0, enabled=False).to_dict()
+        header = ShardHeader(encoder, canonical_name(reranker), spec, self.corpus_info(), chunking)
+        truncated = {number: d["truncated"] for number, d in self.done.items()}
         gen = generation(version)
         entries = []
         for number in range(shards):
@@ -283,7 +295,8 @@ class _Run:
             entries.append(ShardEntry(name, f"{SHARDS}/{gen}/{name}", 0, blocks))
         task = build_shard.options(max_retries=3)
         refs = [
-            task.remote(str(self.staging), e.path, e.blocks, self.dropped, header) for e in entries
+            task.remote(str(self.staging), e.path, e.blocks, self.dropped, header, truncated)
+            for e in entries
         ]
         try:
             manifests = ray.get(refs)

@@ -26,6 +26,7 @@ import numpy as np
 
 from searchkit import errors
 from searchkit.blocks import parse_block, part_name, read_part, write_part
+from searchkit.chunking import Spans, text_window, whole_documents
 from searchkit.errors import CorpusError, SearchkitError
 from searchkit.manifest import Manifest
 from searchkit.raycluster import ray
@@ -75,6 +76,8 @@ class Embedder:
         e = self.encoder
         texts = [d.passage() for d in parsed.docs]
         vectors = e.encode_documents(texts) if texts else np.empty((0, e.dim), np.float32)
+        window = text_window(e.model)  # no chunking on Ray: count what the encoder cuts
+        tokens = e.model.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
         write_part(
             self.parts / part_name(parsed.number), parsed.docs, parsed.lines, vectors, self.worker
         )
@@ -91,30 +94,40 @@ class Embedder:
             "dim": e.dim,
             "max_seq_length": e.max_seq_length,
             **e.runtime.to_dict(),
+            "window": window,
+            "truncated": [row for row, ids in enumerate(tokens) if len(ids) > window],
             "threads": self.threads,
         }
 
 
 @ray.remote(num_cpus=1)
 def build_shard(
-    staging: str, path: str, blocks: list[int], dropped: dict[int, list[int]], header: ShardHeader
+    staging: str,
+    path: str,
+    blocks: list[int],
+    dropped: dict[int, list[int]],
+    header: ShardHeader,
+    truncated: dict[int, list[int]] | None = None,
 ) -> Manifest:
-    """Shard task: write the ordinary index ``staging/path`` from its blocks' parts. A retry
-    starts over in a fresh temporary folder, then replaces whatever an earlier attempt left."""
+    """Shard task: write the ordinary index ``staging/path`` from its blocks' parts, counting
+    the documents of ``truncated`` (block -> rows the encoder cut). A retry starts over in a
+    fresh temporary folder, then replaces whatever an earlier attempt left."""
     final = Path(staging) / path
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     tmp.mkdir()
     parts = Path(staging) / PARTS
 
-    def embedded() -> Iterator[tuple[list, np.ndarray]]:
+    def embedded() -> Iterator[tuple[list, np.ndarray, Spans]]:
         for number in blocks:
             docs, _, vectors = read_part(parts / part_name(number))
-            if drop := set(dropped.get(number, ())):
+            drop = set(dropped.get(number, ()))
+            cut = len(set((truncated or {}).get(number, ())) - drop)
+            if drop:
                 keep = [i for i in range(len(docs)) if i not in drop]
                 docs, vectors = [docs[i] for i in keep], vectors[keep]
             if docs:
-                yield docs, vectors
+                yield docs, vectors, whole_documents(docs, cut)
 
     try:
         manifest = write_shard(tmp, embedded(), header)

@@ -12,8 +12,11 @@ from typing import Any
 from searchkit.errors import CorruptIndex, IncompatibleIndex, IndexNotFound
 from searchkit.fsio import sha256_file, write_atomic
 
-FORMAT_VERSION = 3  # 2: segments and deletions (living indexes); 3: lexical first stage
-READABLE_VERSIONS = (2, 3)  # a version 2 index is a version 3 one without lexical data
+# 2: segments and deletions (living indexes); 3: lexical first stage; 4: passages (chunking)
+FORMAT_VERSION = 4
+# a version 2 index is a version 3 one without lexical data, a version 3 one a version 4 one
+# whose segments have one vector per document
+READABLE_VERSIONS = (2, 3, 4)
 MANIFEST = "manifest.json"
 # the "kind" of a sharded index's parent manifest (searchkit.shards)
 SHARDED = "sharded"
@@ -35,11 +38,19 @@ class FileEntry:
 
 @dataclass(frozen=True)
 class SegmentEntry:
-    """An immutable part of the index: ``rows`` documents, ``deleted`` of them tombstoned."""
+    """An immutable part of the index: ``rows`` documents, ``deleted`` of them tombstoned.
+
+    ``passages`` counts its vectors when it has a passages file (None: one per document);
+    ``chunked`` the documents split into several passages, ``truncated`` those longer than the
+    encoder reads that were embedded whole, so only their start (indexed with chunking off).
+    """
 
     name: str
     rows: int
     deleted: int = 0
+    passages: int | None = None
+    chunked: int = 0
+    truncated: int = 0
 
     def role(self, part: str) -> str:
         """The ``files`` key of one of this segment's files (docs, vectors, index, fields)."""
@@ -68,6 +79,8 @@ class Manifest:
     deleted: int = 0
     next_segment: int = 1
     lexical: dict[str, Any] | None = None  # the sparse first stage (searchkit.lexical), if any
+    # how documents are split into passages (searchkit.chunking); None: never, not counted
+    chunking: dict[str, Any] | None = None
     similarity: str = "cosine"
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     format_version: int = FORMAT_VERSION
@@ -75,6 +88,15 @@ class Manifest:
     @property
     def dim(self) -> int:
         return int(self.encoder["dim"])
+
+    def passage_counts(self) -> dict[str, int]:
+        """Vectors (passages), documents chunked and truncated, over every segment (the rows of
+        deleted documents included)."""
+        return {
+            "passages": sum(s.rows if s.passages is None else s.passages for s in self.segments),
+            "chunked": sum(s.chunked for s in self.segments),
+            "truncated": sum(s.truncated for s in self.segments),
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -21,12 +21,29 @@ class Document:
 
 
 @dataclass(frozen=True)
+class Passage:
+    """The passage of a long document that matched (``searchkit.chunking``).
+
+    ``index`` counts the document's passages from 0; ``start`` and ``end`` are character
+    offsets into ``Document.passage()`` (title, a space, then text; the text alone when there
+    is no title), and ``text`` is that span.
+    """
+
+    index: int
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
 class Hit:
     """One search result.
 
     ``score`` is the rerank score when the hits were reranked, else the retrieval score;
     ``retrieval_score`` and ``retrieval_rank`` (1-based) always come from the first stage: the
-    vector search, the lexical search, or their fusion (hybrid).
+    vector search, the lexical search, or their fusion (hybrid). ``passage`` is the best
+    passage of a document indexed as several passages (its dense score is that passage's, and
+    the reranker read that passage); None when the document is one passage, or in lexical mode.
     """
 
     id: str
@@ -37,6 +54,7 @@ class Hit:
     metadata: dict[str, Any]
     retrieval_score: float
     retrieval_rank: int
+    passage: Passage | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

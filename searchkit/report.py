@@ -44,6 +44,7 @@ def print_build(report: BuildReport, as_json: bool = False) -> None:
                 "docs_per_second": round(report.docs_per_second, 2),
                 "skipped_lines": report.skipped_count,
                 "skipped": [{"line": s.line, "problem": s.problem} for s in report.skipped],
+                **m.passage_counts(),
                 "manifest": m.to_dict(),
             }
         )
@@ -55,6 +56,7 @@ def print_build(report: BuildReport, as_json: bool = False) -> None:
         f"({report.docs_per_second:.1f} docs/s embedding); {m.backend['name']} "
         f"{m.backend['kind']}, {m.dim}-d, {_mb(size)} on disk."
     )
+    console.print(f"Long documents: {_chunking(m)}.")
     _print_skipped(console, report.skipped_count, report.skipped)
 
 
@@ -89,11 +91,15 @@ def print_hits(index: Path, hits: Hits, reranker: str, as_json: bool = False) ->
         table.add_column(column, justify="right")
     table.add_column("document", overflow="fold")
     for hit in hits:
-        text = " ".join(hit.text.split())
+        # a long document shows the passage that matched
+        text = " ".join((hit.passage.text if hit.passage else hit.text).split())
         snippet = text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS] + "..."
         head = f"[bold]{_escape(hit.id)}[/bold]"
         if hit.title and hit.title != hit.id:
             head += f"  {_escape(hit.title)}"
+        if hit.passage:
+            p = hit.passage
+            head += f"  (passage {p.index}, characters {p.start:,}-{p.end:,})"
         rank, score = str(hit.rank), f"{hit.score:.3f}"
         table.add_row(rank, score, str(hit.retrieval_rank), f"{head}\n{_escape(snippet)}")
     Console().print(table)
@@ -124,6 +130,7 @@ def print_manifest(index: Path, manifest: Manifest, as_json: bool = False) -> No
         ("reranker", m.reranker),
         ("vectors", f"{m.backend['name']} {m.backend['kind']} ({params}), {m.similarity}"),
         ("lexical", _lexical(m.lexical)),
+        ("long documents", _chunking(m)),
         ("vector memory", _vector_memory(m)),
         (
             "corpus",
@@ -147,9 +154,25 @@ def _lexical(config: dict[str, Any] | None) -> str:
     return f"{config['kind']} ({rest})"
 
 
+def _chunking(m: Manifest) -> str:
+    """How long documents were indexed, and how many (over every segment, deleted rows too)."""
+    c = m.passage_counts()
+    config = m.chunking
+    if config is None:
+        how = "not chunked"
+    elif config["enabled"]:
+        how = f"chunked into passages of {config['tokens']} tokens, {config['overlap']} overlap"
+    else:
+        how = f"not chunked (--no-chunk): cut to {config['tokens']} tokens"
+    return (
+        f"{how}; {c['chunked']:,} documents split into passages, {c['passages']:,} vectors, "
+        f"{c['truncated']:,} documents truncated"
+    )
+
+
 def _vector_memory(m: Manifest) -> str:
     """Bytes per row of the vector indexes (what is held in RAM) and of the float vectors."""
-    rows = sum(s.rows for s in m.segments)
+    rows = m.passage_counts()["passages"]
     held = sum(m.files[s.role("index")].bytes for s in m.segments)
     per_row = f"{held / rows:,.0f}" if rows else "-"
     return f"{per_row} bytes/vector in the index; float32 vectors {4 * m.dim:,} on disk (mmap)"
@@ -167,6 +190,8 @@ def print_commit(report: CommitReport, as_json: bool = False) -> None:
             ("replaced", report.replaced),
             ("unchanged", report.unchanged),
             ("deleted", report.deleted),
+            ("split into passages", report.chunked),
+            ("truncated to what the encoder reads", report.truncated),
             ("rewritten by compact", report.rewritten),
             ("tombstones purged", report.purged),
         )

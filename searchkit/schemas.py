@@ -69,6 +69,9 @@ class CommitResult(BaseModel):
     unchanged: int
     deleted: int
     missing: list[str]
+    passages: int = 0  # vectors of the added and replaced documents
+    chunked: int = 0  # of those, documents split into several passages
+    truncated: int = 0  # of those, documents cut to what the encoder reads (--no-chunk)
     rewritten: int
     purged: int
     documents: int

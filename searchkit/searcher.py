@@ -32,7 +32,7 @@ from searchkit.filters import Where
 from searchkit.fusion import Fuse, check_fusion, fuser
 from searchkit.lexical import Terms, bm25_query_terms
 from searchkit.manifest import Manifest
-from searchkit.models import Document, Hit, Hits
+from searchkit.models import Document, Hit, Hits, Passage
 from searchkit.rerank import Reranker
 from searchkit.runtimes import Runtime, from_manifest
 from searchkit.splade import splade_for
@@ -234,12 +234,14 @@ class Searcher:
         depth = max(k, candidates) if reranker else k
         overrides = {"ef_search": ef_search, "nprobe": nprobe, "rescore": rescore}
         fuse = fuser(fusion, rrf_k, weight)
-        pools, docs = self._candidates(queries, depth, where, overrides, mode, fuse)
+        pools, docs, *found = self._candidates(queries, depth, where, overrides, mode, fuse)
+        passages = found[0] if found else [{} for _ in queries]
         if reranker is None:
             return [
-                _unranked(q, pool, docs, k, mode) for q, pool in zip(queries, pools, strict=True)
+                _unranked(q, pool, docs, k, mode, best)
+                for q, pool, best in zip(queries, pools, passages, strict=True)
             ]
-        return _rerank(reranker, queries, pools, docs, k, mode, rerank_margin)
+        return _rerank(reranker, queries, pools, docs, k, mode, passages, rerank_margin)
 
     def _candidates(
         self,
@@ -249,16 +251,24 @@ class Searcher:
         overrides: dict[str, int | None],
         mode: str,
         fuse: Fuse,
-    ) -> tuple[list[Pool], dict[int, Document]]:
+    ) -> tuple[list[Pool], dict[int, Document], list[dict[int, Passage]]]:
         """Each query's top ``depth`` live documents matching ``where`` by the first stage
-        ``mode`` (hybrid: the two lists joined by ``fuse``), as pools of (ref, score, rank) and
-        the documents by ref (the filter is checked before embedding)."""
+        ``mode`` (hybrid: the two lists joined by ``fuse``), as pools of (ref, score, rank),
+        the documents by ref (the filter is checked before embedding), and the best passages
+        of the documents indexed as several."""
         view = self._view
         allowed = view.allowed(where)
         first = max(depth, FUSION_DEPTH) if mode == "hybrid" else depth
         lists = []
+        vectors, best = None, []
         if mode != "lexical":
-            lists.append(view.retrieve(self._query_vectors(queries), first, allowed, overrides))
+            vectors = self._query_vectors(queries)
+            *dense, prefs = view.retrieve_passages(vectors, first, allowed, overrides)
+            lists.append(tuple(dense))
+            best = [
+                dict(zip(r.tolist(), p.tolist(), strict=True))
+                for r, p in zip(dense[1], prefs, strict=True)
+            ]
         if mode != "dense":
             lists.append(view.retrieve_lexical(self._query_terms(queries), first, allowed))
         scores, refs = lists[0] if len(lists) == 1 else fuse(lists, depth)
@@ -271,7 +281,8 @@ class Searcher:
             ]
             for rr, ss in zip(refs, scores, strict=True)
         ]
-        return pools, docs
+        refs_of = [[r for r, _, _ in pool] for pool in pools]
+        return pools, docs, view.passages(refs_of, best, vectors, docs)
 
     def resolve_mode(self, mode: str | None) -> str:
         """The first stage ``search`` runs for ``mode``: checked against the index, or the
@@ -372,9 +383,15 @@ Pool = list[tuple[int, float, int]]  # (row, retrieval score, retrieval rank) pe
 
 
 def _unranked(
-    q: str, pool: Pool, docs: dict[int, Document], k: int, mode: str, early_exit: bool = False
+    q: str,
+    pool: Pool,
+    docs: dict[int, Document],
+    k: int,
+    mode: str,
+    best: dict[int, Passage],
+    early_exit: bool = False,
 ) -> Hits:
-    hits = [_hit(docs[r], s, rank, s, rank) for r, s, rank in pool[:k]]
+    hits = [_hit(docs[r], s, rank, s, rank, best.get(r)) for r, s, rank in pool[:k]]
     return Hits(hits, q, False, mode, early_exit=early_exit)
 
 
@@ -390,37 +407,48 @@ def _rerank(
     docs: dict[int, Document],
     k: int,
     mode: str,
+    passages: Sequence[dict[int, Passage]],
     margin: float | None,
 ) -> list[Hits]:
-    """Score every (query, candidate) pair in one batch, except for the queries the first
-    stage is ``confident`` of (early exit); keep each query's top ``k``."""
+    """Score every (query, candidate) pair in one batch, a long document by its best passage,
+    except for the queries the first stage is ``confident`` of (early exit); keep each
+    query's top ``k``."""
     skip = [confident(pool, margin) for pool in pools]
     pairs = [
-        (q, docs[r].passage())
-        for q, pool, s in zip(queries, pools, skip, strict=True)
+        (q, best[r].text if r in best else docs[r].passage())
+        for q, pool, best, s in zip(queries, pools, passages, skip, strict=True)
         if not s
         for r, _, _ in pool
     ]
     all_scores, all_cut = reranker.score_counted(pairs)
     scores, cut = iter(all_scores.tolist()), iter(all_cut.tolist())
     results = []
-    for q, pool, s in zip(queries, pools, skip, strict=True):
+    for q, pool, best, s in zip(queries, pools, passages, skip, strict=True):
         if s:
-            results.append(_unranked(q, pool, docs, k, mode, early_exit=True))
+            results.append(_unranked(q, pool, docs, k, mode, best, early_exit=True))
             continue
         scored = sorted(((next(scores), *c) for c in pool), key=lambda x: -x[0])
         truncated = sum(next(cut) for _ in pool)
-        hits = [_hit(docs[r], ce, i, s, rank) for i, (ce, r, s, rank) in enumerate(scored[:k], 1)]
+        hits = [
+            _hit(docs[r], ce, i, s, rank, best.get(r))
+            for i, (ce, r, s, rank) in enumerate(scored[:k], 1)
+        ]
         results.append(Hits(hits, q, True, mode, len(pool), truncated))
     return results
 
 
 def _hit(
-    doc: Document, score: float, rank: int, retrieval_score: float, retrieval_rank: int
+    doc: Document,
+    score: float,
+    rank: int,
+    retrieval_score: float,
+    retrieval_rank: int,
+    passage: Passage | None = None,
 ) -> Hit:
     return Hit(
-        doc.id, score, rank, doc.title, doc.text, doc.metadata, retrieval_score, retrieval_rank
-    )
+        doc.id, score, rank, doc.title, doc.text, doc.metadata, retrieval_score, retrieval_rank,
+        passage,
+    )  # fmt: skip
 
 
 def _check_args(queries: Sequence[str], k: int, candidates: int) -> None:

@@ -1,10 +1,14 @@
 """Segments: the immutable parts of an index, and the deletions (tombstones) laid over them.
 
 A segment folder ``segments/<name>/`` holds ``docs.parquet`` (row i is document i),
-``vectors.f32`` (row i's normalized embedding, raw float32, memory-mapped: it lets ``compact``
+``vectors.f32`` (the normalized embeddings, raw float32, memory-mapped: they let ``compact``
 and filtered search work without re-embedding), the vector index ``index.<suffix>`` (ids are
-rows), ``fields.parquet`` (typed metadata columns for filters) and, when the index has a
-lexical first stage, ``lexical.npz`` (the documents' terms, see ``searchkit.lexical``).
+rows of ``vectors.f32``), ``fields.parquet`` (typed metadata columns for filters) and, when
+the index has a lexical first stage, ``lexical.npz`` (the documents' terms, see
+``searchkit.lexical``).
+Without ``passages.parquet`` vector row i is document i; with it (format 4, see
+``searchkit.chunking``) vector row j is passage j of document ``doc[j]`` (the column is sorted),
+a span ``[start, end)`` of the document's ``passage()`` text.
 Nothing in a segment changes after it is committed; deleting or replacing a document
 tombstones its row in the version's ``deletions/v<version>.parquet``.
 """
@@ -14,7 +18,7 @@ from __future__ import annotations
 import copy
 import functools
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from searchkit.backends import VectorIndex, get_backend
+from searchkit.chunking import Spans
 from searchkit.errors import CorruptIndex
 from searchkit.filters import fields_table
 from searchkit.fsio import sha256_file
@@ -35,7 +40,11 @@ ADD_ROWS = 65536  # vectors handed to the index per call
 TRAIN_MAX = 100_000  # vectors sampled to train an IVF quantizer
 DELETIONS_SCHEMA = pa.schema([("segment", pa.string()), ("row", pa.int64())])
 
-Block = tuple[list[Document], np.ndarray]  # documents and their embeddings
+PASSAGES_SCHEMA = pa.schema([("doc", pa.int64()), ("start", pa.int64()), ("end", pa.int64())])
+
+# documents and their embeddings (one per document), or with their passages' spans (one
+# embedding per passage)
+Block = tuple[list[Document], np.ndarray] | tuple[list[Document], np.ndarray, Spans]
 
 
 @dataclass(frozen=True)
@@ -56,7 +65,9 @@ class WrittenSegment:
     params: dict[str, Any]
 
 
-def segment_paths(name: str, backend: str, lexical: bool = False) -> dict[str, str]:
+def segment_paths(
+    name: str, backend: str, lexical: bool = False, passages: bool = False
+) -> dict[str, str]:
     """Part -> file path relative to the index folder, for segment ``name``."""
     suffix = get_backend(backend).SUFFIX
     names = {
@@ -67,12 +78,20 @@ def segment_paths(name: str, backend: str, lexical: bool = False) -> dict[str, s
     }
     if lexical:
         names["lexical"] = "lexical.npz"
+    if passages:
+        names["passages"] = "passages.parquet"
     return {part: f"segments/{name}/{file}" for part, file in names.items()}
 
 
 def segment_parts(manifest: Manifest) -> tuple[str, ...]:
     """The parts every segment of ``manifest`` has."""
     return (*SEGMENT_PARTS, "lexical") if manifest.lexical else SEGMENT_PARTS
+
+
+def entry_parts(manifest: Manifest, entry: SegmentEntry) -> tuple[str, ...]:
+    """The parts of one segment: those of every segment, and its passages if it has them."""
+    parts = segment_parts(manifest)
+    return (*parts, "passages") if entry.role("passages") in manifest.files else parts
 
 
 def write_segment(
@@ -90,15 +109,18 @@ def write_segment(
     The caller moves ``folder`` to ``segments/<name>`` and commits a manifest naming it.
     Returns None when the blocks hold no document (there is no segment to commit).
     """
-    paths = segment_paths(name, spec.backend, lexical is not None)
+    paths = segment_paths(name, spec.backend, lexical is not None, passages=True)
     local = {part: folder / Path(path).name for part, path in paths.items()}
     store = DocStoreWriter(local["docs"])
     ids: list[str] = []
     metadata: list[dict[str, Any]] = []
+    spans: list[Spans] = []
     try:
         with open(local["vectors"], "wb") as vectors:
-            for docs, embedded in blocks:
+            for docs, embedded, *chunks in blocks:
                 vectors.write(np.ascontiguousarray(embedded, dtype=np.float32).tobytes())
+                if chunks:
+                    spans.append(replace(chunks[0], doc=chunks[0].doc + store.rows))
                 store.write(docs)
                 if lexical is not None:
                     lexical.add(docs)
@@ -109,6 +131,10 @@ def write_segment(
     if store.rows == 0:
         return None
     pq.write_table(fields_table(metadata, ids), local["fields"], compression="zstd")
+    if spans:
+        _write_passages(local["passages"], spans)
+    else:  # blocks of one vector per document (a Ray ingest's parts): no passages file
+        del paths["passages"]
     if lexical is not None:
         lexical.build().save(local["lexical"])
     if on_indexing is not None:
@@ -120,7 +146,20 @@ def write_segment(
         )
         for part in paths
     }
-    return WrittenSegment(SegmentEntry(name, store.rows), files, params)
+    counts = {
+        "passages": sum(len(s) for s in spans),
+        "chunked": sum(s.chunked for s in spans),
+        "truncated": sum(s.truncated for s in spans),
+    }
+    entry = SegmentEntry(name, store.rows, **counts) if spans else SegmentEntry(name, store.rows)
+    return WrittenSegment(entry, files, params)
+
+
+def _write_passages(path: Path, spans: list[Spans]) -> None:
+    columns = {
+        col: np.concatenate([getattr(s, col) for s in spans]) for col in ("doc", "start", "end")
+    }
+    pq.write_table(pa.table(columns, schema=PASSAGES_SCHEMA), path, compression="zstd")
 
 
 def read_vectors(path: Path, dim: int) -> np.ndarray:
@@ -156,7 +195,8 @@ class Segment:
     ) -> None:
         self.entry = entry
         self._files = {
-            part: root / manifest.files[entry.role(part)].path for part in segment_parts(manifest)
+            part: root / manifest.files[entry.role(part)].path
+            for part in entry_parts(manifest, entry)
         }
         self._backend = manifest.backend
         self._dim = manifest.dim
@@ -166,6 +206,27 @@ class Segment:
         lexical = manifest.lexical
         self.postings = Postings.load(self._files["lexical"], lexical["kind"]) if lexical else None
         self.live = _live(entry.rows, deleted)
+        self.passage_doc, self.passage_start, self.passage_end = self._passages()
+        # the first passage of each document (and the end of the last)
+        self.first_passage = np.searchsorted(self.passage_doc, np.arange(entry.rows + 1))
+
+    def _passages(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per vector row: its document row and its span (-1, -1: the whole document)."""
+        path = self._files.get("passages")
+        if path is None:  # one vector per document
+            rows = np.arange(len(self.vectors), dtype=np.int64)
+            return rows, np.full(len(rows), -1), np.full(len(rows), -1)
+        table = pq.read_table(path)
+        return tuple(table.column(c).to_numpy() for c in ("doc", "start", "end"))  # type: ignore[return-value]
+
+    @property
+    def chunked(self) -> bool:
+        """Whether some document has more than one vector."""
+        return len(self.passage_doc) != self.entry.rows
+
+    def passage_allow(self, allow: np.ndarray | None) -> np.ndarray | None:
+        """A mask of document rows as a mask of vector rows."""
+        return allow if allow is None or not self.chunked else allow[self.passage_doc]
 
     def with_deleted(self, entry: SegmentEntry, deleted: np.ndarray) -> Segment:
         """This open segment under another version's tombstones (the files are immutable)."""
@@ -189,13 +250,27 @@ class Segment:
         return self.entry.name
 
     def counts(self) -> dict[str, int]:
-        """Rows in each of the segment's parts (all must equal ``entry.rows``)."""
-        return {
+        """Rows in each of the segment's parts: those of one row per document must equal
+        ``entry.rows``, those of one row per passage (when it has passages) ``entry.passages``."""
+        per_vector = {"vectors": len(self.vectors), "vector index": len(self.index)}
+        out = {
             "docstore": len(self.docs),
-            "vectors": len(self.vectors),
-            "vector index": len(self.index),
             "fields": self.fields.num_rows,
             **({"lexical terms": len(self.postings)} if self.postings is not None else {}),
+        }
+        if self.entry.passages is None:
+            return {**out, **per_vector}
+        documents = len(np.unique(self.passage_doc))  # every document has a passage
+        return {**out, "documents with passages": documents}
+
+    def passage_counts(self) -> dict[str, int]:
+        """Rows of the parts holding one row per passage (all must equal ``entry.passages``)."""
+        if self.entry.passages is None:
+            return {}
+        return {
+            "vectors": len(self.vectors),
+            "vector index": len(self.index),
+            "passages": len(self.passage_doc),
         }
 
 
@@ -234,9 +309,20 @@ def write_deletions(path: Path, deleted: dict[str, np.ndarray]) -> None:
 
 
 def live_blocks(segments: Iterable[Segment], size: int) -> Iterator[Block]:
-    """The live documents of ``segments`` with their stored vectors, in blocks (no re-embedding)."""
+    """The live documents of ``segments`` with their stored vectors and passages, in blocks
+    (no re-embedding)."""
     for seg in segments:
         rows = np.arange(seg.entry.rows) if seg.live is None else np.flatnonzero(seg.live)
         for start in range(0, len(rows), size):
             chunk = rows[start : start + size]
-            yield seg.docs.take(chunk), np.asarray(seg.vectors[chunk])
+            first, last = seg.first_passage[chunk], seg.first_passage[chunk + 1]
+            counts = last - first
+            vec_rows = np.concatenate([np.arange(a, b) for a, b in zip(first, last, strict=True)])
+            block_doc = np.repeat(np.arange(len(chunk)), counts)
+            docs = seg.docs.take(chunk)
+            span_start, span_end = seg.passage_start[vec_rows], seg.passage_end[vec_rows]
+            if seg.entry.passages is None:  # an older segment: spans of whole documents
+                span_start = np.zeros(len(chunk), dtype=np.int64)
+                span_end = np.asarray([len(d.passage()) for d in docs], dtype=np.int64)
+            spans = Spans(block_doc, span_start, span_end, int(np.count_nonzero(counts > 1)))
+            yield docs, np.asarray(seg.vectors[vec_rows]), spans

@@ -97,6 +97,7 @@ class ShardedManifest(Manifest):
             reranker=first.reranker,
             backend={**first.backend, "params": common},
             documents=sum(m.documents for _, m in shards),
+            chunking=first.chunking,
             files=files,
             searchkit_version=__version__,
             segments=segments,
@@ -132,6 +133,7 @@ class ShardHeader:
     reranker: str
     spec: VectorSpec
     corpus: dict[str, Any]
+    chunking: dict[str, Any] | None = None  # searchkit.chunking settings (Ray: never chunks)
 
 
 def write_shard(folder: Path, blocks: Iterable[Embedded], header: ShardHeader) -> Manifest:
@@ -164,6 +166,7 @@ def write_shard(folder: Path, blocks: Iterable[Embedded], header: ShardHeader) -
         searchkit_version=__version__,
         segments=[written.entry] if written else [],
         next_segment=2,
+        chunking=header.chunking,
     )
     manifest.write(folder)
     fsync_tree(folder)

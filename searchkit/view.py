@@ -25,8 +25,8 @@ from searchkit.errors import CorruptIndex
 from searchkit.filters import Where, compile_filter, matching
 from searchkit.lexical import SparseRetriever, Terms
 from searchkit.manifest import Manifest
-from searchkit.models import Document
-from searchkit.segment import Segment, read_deletions, segment_parts
+from searchkit.models import Document, Passage
+from searchkit.segment import Segment, entry_parts, read_deletions
 
 OPEN_ATTEMPTS = 5  # a writer may remove an old version's files while we open it: re-read
 EXACT_ROWS = 20_000  # filters leaving at most this many rows in a segment are searched exactly
@@ -60,14 +60,66 @@ class View:
         overrides: dict[str, int | None],
     ) -> tuple[np.ndarray, np.ndarray]:
         """The top ``depth`` (scores, refs) over every segment, merged by score."""
-        parts = [(np.full((len(queries), 0), -np.inf), np.full((len(queries), 0), -1))]
+        scores, refs, _ = self.retrieve_passages(queries, depth, allowed, overrides)
+        return scores, refs
+
+    def retrieve_passages(
+        self,
+        queries: np.ndarray,
+        depth: int,
+        allowed: list[np.ndarray | None],
+        overrides: dict[str, int | None],
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The top ``depth`` documents (scores, refs, refs of their best passages) over every
+        segment, merged by score; a document scores as its best passage."""
+        empty = np.full((len(queries), 0), -1)
+        parts = [(np.full((len(queries), 0), -np.inf), empty, empty)]
         for position, (seg, allow) in enumerate(zip(self.segments, allowed, strict=True)):
-            scores, rows = _segment_top(seg, queries, depth, allow, overrides)
-            parts.append((scores, np.where(rows >= 0, position * STRIDE + rows, -1)))
-        scores = np.concatenate([p[0] for p in parts], axis=1)
-        refs = np.concatenate([p[1] for p in parts], axis=1)
+            scores, rows, passages = _segment_docs(seg, queries, depth, allow, overrides)
+            base = position * STRIDE
+            parts.append(
+                (
+                    scores,
+                    np.where(rows >= 0, base + rows, -1),
+                    np.where(rows >= 0, base + passages, -1),
+                )
+            )
+        scores, refs, prefs = (np.concatenate([p[i] for p in parts], axis=1) for i in range(3))
         order = np.argsort(-scores, axis=1, kind="stable")[:, :depth]
-        return pad(np.take_along_axis(scores, order, 1), np.take_along_axis(refs, order, 1), depth)
+        scores = np.take_along_axis(scores, order, 1)
+        top = pad(scores, np.take_along_axis(refs, order, 1), depth)
+        return (*top, pad(scores, np.take_along_axis(prefs, order, 1), depth)[1])
+
+    def passages(
+        self,
+        pools: Sequence[Sequence[int]],
+        best: Sequence[dict[int, int]],
+        queries: np.ndarray | None,
+        docs: dict[int, Document],
+    ) -> list[dict[int, Passage]]:
+        """Per query, the best passage of each document ``pools[q]`` indexed as several: the
+        one of ``best[q]`` (the dense search's), else the best by the query vector and the
+        stored vectors (a document only the lexical search found), else none."""
+        out: list[dict[int, Passage]] = []
+        for q, refs in enumerate(pools):
+            found: dict[int, Passage] = {}
+            for ref in refs:
+                seg, row = self.segments[ref // STRIDE], ref % STRIDE
+                first, last = int(seg.first_passage[row]), int(seg.first_passage[row + 1])
+                if last - first < 2:
+                    continue
+                passage = best[q].get(ref) if q < len(best) else None
+                if passage is not None:
+                    passage %= STRIDE
+                elif queries is not None:
+                    passage = first + int(np.argmax(seg.vectors[first:last] @ queries[q]))
+                else:
+                    continue
+                start, end = int(seg.passage_start[passage]), int(seg.passage_end[passage])
+                text = docs[ref].passage()[start:end]
+                found[ref] = Passage(passage - first, start, end, text)
+            out.append(found)
+        return out
 
     @functools.cached_property
     def sparse(self) -> SparseRetriever | None:
@@ -98,6 +150,57 @@ class View:
             found = self.segments[position].docs.take(mine % STRIDE)
             docs.update(zip(mine.tolist(), found, strict=True))
         return docs
+
+
+def _segment_docs(
+    seg: Segment,
+    queries: np.ndarray,
+    depth: int,
+    allow: np.ndarray | None,
+    overrides: dict[str, int | None],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One segment's top ``depth`` documents among ``allow`` (scores, rows, best passages):
+    its passages are searched ever deeper until ``depth`` distinct documents come back."""
+    allow_vectors = seg.passage_allow(allow)
+    if not seg.chunked:
+        scores, rows = _segment_top(seg, queries, depth, allow_vectors, overrides)
+        return scores, rows, rows
+    total = len(seg.passage_doc) if allow is None else int(np.count_nonzero(allow_vectors))
+    if total == 0:
+        return _collapse(
+            seg.passage_doc,
+            np.empty((len(queries), 0)),
+            np.empty((len(queries), 0), dtype=np.int64),
+            depth,
+        )
+    wanted = depth * 2
+    while True:
+        scores, rows = _segment_top(seg, queries, min(wanted, total), allow_vectors, overrides)
+        out = _collapse(seg.passage_doc, scores, rows, depth)
+        short = np.count_nonzero(out[1] >= 0, axis=1) < depth
+        if wanted >= total or not short.any():
+            return out
+        wanted *= 4
+
+
+def _collapse(
+    passage_doc: np.ndarray, scores: np.ndarray, rows: np.ndarray, depth: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Passage hits (best first) to the top ``depth`` documents, each with its best passage."""
+    out_scores = np.full((len(rows), depth), -np.inf)
+    out_docs = np.full((len(rows), depth), -1, dtype=np.int64)
+    out_rows = np.full((len(rows), depth), -1, dtype=np.int64)
+    for q in range(len(rows)):
+        order = np.argsort(-scores[q], kind="stable")
+        found = rows[q][order]
+        keep = found >= 0
+        found, best = found[keep], scores[q][order][keep]
+        docs = passage_doc[found]
+        _, first = np.unique(docs, return_index=True)
+        first = np.sort(first)[:depth]
+        n = len(first)
+        out_scores[q, :n], out_docs[q, :n], out_rows[q, :n] = best[first], docs[first], found[first]
+    return out_scores, out_docs, out_rows
 
 
 def _segment_top(
@@ -216,7 +319,7 @@ def _load_view(path: Path, manifest: Manifest, verify: bool, previous: View | No
     deleted = read_deletions(path, manifest)
     segments = []
     for e in manifest.segments:
-        if e.name in opened and all(e.role(part) not in fresh for part in segment_parts(manifest)):
+        if e.name in opened and all(e.role(part) not in fresh for part in entry_parts(manifest, e)):
             segments.append(opened[e.name].with_deleted(e, deleted[e.name]))
             continue
         segments.append(Segment(path, manifest, e, deleted[e.name]))
@@ -235,5 +338,11 @@ def _check_counts(path: Path, seg: Segment) -> None:
         if rows != seg.entry.rows:
             raise CorruptIndex(
                 f"{path}: segment {seg.name} has {seg.entry.rows} documents in the manifest "
+                f"but {rows} in its {part}; rebuild the index"
+            )
+    for part, rows in seg.passage_counts().items():
+        if rows != seg.entry.passages:
+            raise CorruptIndex(
+                f"{path}: segment {seg.name} has {seg.entry.passages} passages in the manifest "
                 f"but {rows} in its {part}; rebuild the index"
             )

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from searchkit.chunking import ChunkConfig, Chunker, text_window
 from searchkit.commit import (
     collect_garbage,
     install_segment,
@@ -50,6 +51,9 @@ class CommitReport:
     missing: tuple[str, ...] = ()  # ids asked to be deleted that the index does not have
     skipped_count: int = 0  # invalid corpus lines skipped (skip_invalid)
     skipped: tuple[SkippedLine, ...] = ()  # the first of them, with their problems
+    passages: int = 0  # vectors written for the added and replaced documents
+    chunked: int = 0  # of those documents, how many were split into several passages
+    truncated: int = 0  # ... and how many were embedded cut (an index built with --no-chunk)
     rewritten: int = 0  # live documents rewritten by compact
     purged: int = 0  # tombstoned rows compact removed
     documents: int = 0  # live documents after the change
@@ -58,12 +62,42 @@ class CommitReport:
 
 
 def embedded(
-    blocks: Iterable[list[Document]], encoder: Encoder, advance: Callable[[int], None] | None = None
+    blocks: Iterable[list[Document]],
+    encoder: Encoder,
+    advance: Callable[[int], None] | None = None,
+    chunker: Chunker | None = None,
 ) -> Iterator[Block]:
-    """Embed blocks of documents: (documents, normalized vectors) per block."""
+    """Embed blocks of documents: (documents, normalized vectors) per block, or with a
+    ``chunker`` (documents, one vector per passage, the passages' spans)."""
     for docs in blocks:
-        if docs:
+        if not docs:
+            continue
+        if chunker is None:
             yield docs, encoder.encode_documents([d.passage() for d in docs], advance)
+            continue
+        texts, spans = chunker.split(docs)
+        step = _scaled(advance, len(texts), len(docs)) if advance is not None else None
+        yield docs, encoder.encode_documents(texts, step), spans
+
+
+def _scaled(advance: Callable[[int], None], passages: int, docs: int) -> Callable[[int], None]:
+    """Progress in documents from progress in passages."""
+    done = [0]
+
+    def step(n: int) -> None:
+        before = docs * done[0] // passages
+        done[0] += n
+        advance(docs * done[0] // passages - before)
+
+    return step
+
+
+def chunker_for(encoder: Encoder, config: dict[str, Any] | None) -> Chunker:
+    """The chunker of an index's recorded settings; none recorded (an index older than
+    chunking): no chunking, but long documents are counted as truncated."""
+    model = encoder.model
+    settings = ChunkConfig(**config) if config else ChunkConfig(text_window(model), enabled=False)
+    return Chunker(model.tokenizer, settings)
 
 
 def in_blocks(docs: Iterable[Document], size: int = BLOCK_DOCS) -> Iterator[list[Document]]:
@@ -204,7 +238,7 @@ class IndexWriter:
                 written = write_segment(
                     staged,
                     name,
-                    embedded(new_docs, self.encoder, bar.advance),
+                    embedded(new_docs, self.encoder, bar.advance, self._chunker()),
                     m.dim,
                     self._spec(),
                     lambda: bar.phase("indexing"),
@@ -214,12 +248,18 @@ class IndexWriter:
                 install_segment(self.path, staged, name)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
+        if written is not None:
+            e = written.entry
+            counts.update(passages=e.passages or e.rows, chunked=e.chunked, truncated=e.truncated)
         if reader is not None:
             counts["skipped_count"] = reader.skipped_count
             counts["skipped"] = tuple(reader.skipped)
         if written is not None or replaced:
             self._commit(state.deletions_with(replaced), added=written)
         return self._report(started, **counts)
+
+    def _chunker(self) -> Chunker:
+        return chunker_for(self.encoder, self.manifest.chunking)
 
     def _spec(self) -> VectorSpec:
         b = self.manifest.backend

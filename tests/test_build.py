@@ -48,7 +48,7 @@ def test_round_trip_puts_the_relevant_document_first(tiny_corpus, tmp_path, back
 def test_manifest_records_what_the_issue_asks(tiny_corpus, tmp_path):
     report = build_index(tiny_corpus, tmp_path / "idx", backend="hnswlib", progress=False)
     data = json.loads((report.path / "manifest.json").read_text())
-    assert data["format_version"] == 3 and data["version"] == 1
+    assert data["format_version"] == 4 and data["version"] == 1
     auto = Runtime.parse(None, role="encoder")  # the fastest installed that keeps quality
     assert data["encoder"] == {
         "name": "sentence-transformers/all-MiniLM-L6-v2",
@@ -65,13 +65,16 @@ def test_manifest_records_what_the_issue_asks(tiny_corpus, tmp_path):
         "params": {"m": 32, "ef_construction": 200, "ef_search": 64},
     }
     assert data["documents"] == 12 and data["deleted"] == 0
-    assert data["segments"] == [{"name": "s000001", "rows": 12, "deleted": 0}]
+    assert data["segments"] == [
+        {"name": "s000001", "rows": 12, "deleted": 0, "passages": 12, "chunked": 0, "truncated": 0}
+    ]
+    assert data["chunking"] == {"tokens": 254, "overlap": 32, "enabled": True}
     assert data["corpus"]["sha256"] == sha256_file(tiny_corpus)
     assert data["searchkit_version"] and data["created"]
     for entry in data["files"].values():
         path = report.path / entry["path"]
         assert entry["bytes"] == path.stat().st_size and entry["sha256"] == sha256_file(path)
-    parts = ("docs", "fields", "index", "lexical", "vectors")
+    parts = ("docs", "fields", "index", "lexical", "passages", "vectors")
     assert sorted(data["files"]) == [f"s000001/{p}" for p in parts]
     assert data["lexical"]["kind"] == "bm25"  # the default first stage beside the vectors
     assert pq.read_table(report.path / data["files"]["s000001/docs"]["path"]).num_rows == 12

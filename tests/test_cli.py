@@ -50,8 +50,10 @@ def test_query_json_uses_the_only_index_and_says_so(project):
     assert out["reranked"] is True and out["reranker"].endswith("reranker")
     assert len(out["hits"]) == 5 and out["hits"][0]["id"] == "sourdough"
     assert set(out["hits"][0]) == {
-        "id", "score", "rank", "title", "text", "metadata", "retrieval_score", "retrieval_rank"
+        "id", "score", "rank", "title", "text", "metadata", "retrieval_score", "retrieval_rank",
+        "passage",
     }  # fmt: skip
+    assert out["hits"][0]["passage"] is None  # a short document: one passage
 
 
 def test_query_table_and_no_rerank(project):

@@ -9,8 +9,9 @@ def test_public_names_are_pinned():
             "BuildReport", "CommitReport", "CorpusError", "CorpusReader", "CorruptIndex",
             "DatasetError", "Document", "FilterError", "Hit", "Hits", "IncompatibleIndex",
             "IndexExists", "IndexLocked", "IndexNotFound", "IndexWriter", "InvalidParameter",
-            "Manifest", "ModelUnavailable", "RerankerUnavailableWarning", "SearchkitError",
-            "Searcher", "UnknownBackend", "__version__", "build_index", "verify_index",
+            "Manifest", "ModelUnavailable", "Passage", "RerankerUnavailableWarning",
+            "SearchkitError", "Searcher", "UnknownBackend", "__version__", "build_index",
+            "verify_index",
         ]
     )  # fmt: skip
     for name in searchkit.__all__:

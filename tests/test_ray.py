@@ -345,8 +345,11 @@ def test_sharded_index_is_a_parent_manifest_over_ordinary_indexes(sharded: Path)
     # the parent manifest names every shard file, and was written after all of them
     newest = max(f.stat().st_mtime_ns for f in (sharded / "shards").rglob("*") if f.is_file())
     assert (sharded / "manifest.json").stat().st_mtime_ns >= newest
-    assert len(m.files) == 2 * (1 + 4) and len(m.segments) == 2
+    # per shard its manifest and docs, vectors, index, fields and passages
+    assert len(m.files) == 2 * (1 + 5) and len(m.segments) == 2
     assert verify_index(sharded).documents == 48
+    assert m.chunking is not None and not m.chunking["enabled"]
+    assert m.passage_counts() == {"passages": 48, "chunked": 0, "truncated": 0}
 
 
 @pytest.mark.slow

@@ -152,7 +152,7 @@ def edit_manifest(folder: Path, **changes) -> None:
 
 def test_unknown_format_version(index_copy):
     edit_manifest(index_copy, format_version=99)
-    with pytest.raises(IncompatibleIndex, match="version 99.*reads versions 2 to 3.*rebuild"):
+    with pytest.raises(IncompatibleIndex, match="version 99.*reads versions 2 to 4.*rebuild"):
         Searcher.open(index_copy)
 
 
