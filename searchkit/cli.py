@@ -393,3 +393,72 @@ def serve(
         )  # fmt: skip
         app = create_app(index, config=config, reranker=reranker, verify=verify)
     run(app, host=host, port=port, log_level=log_level, access_log=access_log)
+
+
+DatasetOpt = Annotated[Path | None, typer.Option(help="BEIR dataset folder of relevance data.")]
+TrainSplitOpt = Annotated[str, typer.Option(help="qrels split of --dataset to train on.")]
+EvalSplitOpt = Annotated[
+    str | None, typer.Option(help="qrels split of --dataset to evaluate on [--heldout instead].")
+]
+PairsOpt = Annotated[
+    Path | None, typer.Option(help="JSONL of {query, positive | positive_id} lines.")
+]
+HeldoutOpt = Annotated[
+    float, typer.Option(help="Share of training queries kept out to measure before/after.")
+]
+NegativesOpt = Annotated[int, typer.Option(help="Hard negatives per (query, positive).")]
+DepthOpt = Annotated[int, typer.Option(help="Hard negatives are sampled from this top-N.")]
+EpochsOpt = Annotated[float, typer.Option(help="Passes over the training rows.")]
+MaxLengthOpt = Annotated[int, typer.Option(help="Tokens per input the model reads in training.")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder of the trained model.")]
+
+
+@app.command("train-reranker")
+def train_reranker(
+    index: IndexArg,
+    out: OutOpt,
+    dataset: DatasetOpt = None,
+    split: TrainSplitOpt = "train",
+    eval_split: EvalSplitOpt = None,
+    queries: Annotated[Path | None, typer.Option(help="queries.jsonl (with --qrels).")] = None,
+    qrels: Annotated[Path | None, typer.Option(help="qrels TSV (with --queries).")] = None,
+    pairs: PairsOpt = None,
+    base: Annotated[
+        str | None, typer.Option(help="CrossEncoder (or bi-encoder) to start from [the index's].")
+    ] = None,
+    heldout: HeldoutOpt = 0.1,
+    negatives: NegativesOpt = 3,
+    depth: DepthOpt = 50,
+    in_batch: Annotated[int, typer.Option(help="Other rows' passages added as negatives.")] = 3,
+    mode: ModeOpt = None,
+    epochs: EpochsOpt = 1.0,
+    batch_size: Annotated[int, typer.Option(help="Queries per training step.")] = 4,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 5e-5,
+    max_length: MaxLengthOpt = 256,
+    candidates: Annotated[
+        int, typer.Option("--candidates", "-c", help="Hits reranked to measure nDCG@10.")
+    ] = DEFAULT_CANDIDATES,
+    seed: Annotated[int, typer.Option(help="Seed of the split, sampling and training.")] = 0,
+    force: Annotated[bool, typer.Option(help="Replace an existing --out folder.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fine-tune a CrossEncoder on relevance data with hard negatives mined from INDEX; use it
+    with --reranker OUT, e.g. searchkit train-reranker indexes/scifact -o models/rr
+    --dataset ../shared/data/beir/scifact"""
+    from searchkit.report import print_training
+    from searchkit.training.data import load_training_data
+    from searchkit.training.reranker import train_reranker as train
+
+    with _errors():
+        data, held = load_training_data(
+            dataset=dataset, split=split, eval_split=eval_split, queries=queries, qrels=qrels,
+            pairs=pairs,
+        )  # fmt: skip
+        report = train(
+            index, data, out, base=base, eval_queries=held, heldout=heldout, negatives=negatives,
+            depth=depth, in_batch=in_batch, mode=mode, epochs=epochs, batch_size=batch_size,
+            lr=lr, max_length=max_length, candidates=candidates, seed=seed, force=force,
+            progress=progress,
+        )  # fmt: skip
+    print_training(report, as_json=as_json)

@@ -99,8 +99,10 @@ def ndcg10(
     """nDCG@10 of each query's pool ranked by ``score(query, passages)`` (None: pool order)."""
     run = {}
     for q, pool in zip(queries, pools, strict=True):
-        values = list(score(q.text, [c.passage for c in pool])) if score else None
-        order = range(len(pool)) if values is None else sorted(range(len(pool)), key=lambda i: -values[i])
+        order = list(range(len(pool)))
+        if score is not None:
+            values = list(score(q.text, [c.passage for c in pool]))
+            order.sort(key=lambda i: -values[i])
         run[q.id] = {pool[i].id: float(len(pool) - r) for r, i in enumerate(order)}
     qrels = qrels_of(queries)
     return score_run(qrels, {q: run[q] for q in qrels})["nDCG@10"] if qrels else float("nan")

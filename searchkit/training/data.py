@@ -28,7 +28,9 @@ class TrainQuery:
     positive_texts: list[str] = field(default_factory=list)
 
 
-def from_qrels(queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]]) -> list[TrainQuery]:
+def from_qrels(
+    queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]]
+) -> list[TrainQuery]:
     """One ``TrainQuery`` per judged query with at least one positive (relevance > 0)."""
     out = []
     for qid, judged in qrels.items():
@@ -83,7 +85,11 @@ def _parse_pair(path: Path, line_no: int, line: str) -> dict[str, str]:
     if not (isinstance(pos, str) and pos.strip()) and not (isinstance(pos_id, str | int)):
         problem = "missing field 'positive' (text) or 'positive_id' (a document id in the index)"
         raise DatasetError(path, line_no, problem)
-    return {"query": query, "positive": pos or "", "positive_id": "" if pos_id is None else str(pos_id)}
+    return {
+        "query": query,
+        "positive": pos or "",
+        "positive_id": "" if pos_id is None else str(pos_id),
+    }
 
 
 def _add_pair(by_text: dict[str, TrainQuery], pair: dict[str, str]) -> None:
@@ -109,3 +115,32 @@ def split_heldout(
 def qrels_of(queries: Iterable[TrainQuery]) -> dict[str, dict[str, int]]:
     """Binary qrels over the positives' ids (text-only positives cannot be judged by id)."""
     return {q.id: dict.fromkeys(q.positive_ids, 1) for q in queries if q.positive_ids}
+
+
+def load_training_data(
+    *,
+    dataset: str | Path | None = None,
+    split: str = "train",
+    eval_split: str | None = None,
+    queries: str | Path | None = None,
+    qrels: str | Path | None = None,
+    pairs: str | Path | None = None,
+) -> tuple[list[TrainQuery], list[TrainQuery] | None]:
+    """(training queries, evaluation queries or None) from one of the three input forms:
+    a BEIR ``dataset`` (``split``, and ``eval_split`` for evaluation), ``queries`` + ``qrels``,
+    or a JSONL of ``pairs``."""
+    given = [dataset is not None, queries is not None or qrels is not None, pairs is not None]
+    if sum(given) != 1 or (given[1] and (queries is None or qrels is None)):
+        raise InvalidParameter(
+            "give one source of relevance data: --dataset DIR, --queries FILE with --qrels FILE, "
+            "or --pairs FILE"
+        )
+    if eval_split is not None and dataset is None:
+        raise InvalidParameter("--eval-split needs --dataset (use --heldout otherwise)")
+    if dataset is not None:
+        held = load_beir_queries(dataset, eval_split) if eval_split else None
+        return load_beir_queries(dataset, split), held
+    if pairs is not None:
+        return load_pairs_jsonl(pairs), None
+    assert queries is not None and qrels is not None
+    return load_qrels_queries(queries, qrels), None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from searchkit.errors import DatasetError
-from searchkit.models import Document
+from searchkit.models import Document, Hit
 from searchkit.progress import TaskProgress
 from searchkit.searcher import Searcher
 from searchkit.training.data import TrainQuery
@@ -44,9 +44,13 @@ def candidate_pools(
         for start in range(0, len(queries), QUERY_BATCH):
             chunk = [q.text for q in queries[start : start + QUERY_BATCH]]
             for hits in searcher.search_batch(chunk, depth, rerank=False, mode=mode):
-                pools.append([Candidate(h.id, Document(h.id, h.text, h.title).passage()) for h in hits])
+                pools.append([Candidate(h.id, _passage(h)) for h in hits])
             bar.advance(len(chunk))
     return pools
+
+
+def _passage(hit: Hit) -> str:
+    return Document(hit.id, hit.text, hit.title).passage()
 
 
 def hard_negatives(

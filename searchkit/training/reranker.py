@@ -72,8 +72,10 @@ def train_reranker(
     base = canonical_name(base or searcher.manifest.reranker)
     staging = staging_folder(out, force)
     attach_positive_texts(searcher, queries + (eval_queries or []))
-    train, held = (queries, eval_queries) if eval_queries is not None else split_heldout(
-        queries, heldout, seed
+    train, held = (
+        (queries, eval_queries)
+        if eval_queries is not None
+        else split_heldout(queries, heldout, seed)
     )
     pools = candidate_pools(searcher, train + held, max(depth, candidates), mode, progress)
     eval_pools = [p[:candidates] for p in pools[len(train) :]]
