@@ -17,6 +17,7 @@ from searchkit.defaults import (
     DEFAULT_FUSION,
     DEFAULT_K,
     DEFAULT_LEXICAL,
+    DEFAULT_RERANK_WEIGHT,
     DEFAULT_RRF_K,
     DEFAULT_SPLADE,
     DEFAULT_WEIGHT,
@@ -55,6 +56,13 @@ LexicalOpt = Annotated[
     str, typer.Option(help="Lexical first stage stored in the index: bm25, splade or none.")
 ]
 SpladeOpt = Annotated[str, typer.Option(help="SparseEncoder for --lexical splade.")]
+RerankWeightOpt = Annotated[
+    float,
+    typer.Option(
+        help="Reranker's share when fusing its scores with the first stage's "
+        "(min-max normalized); 1: rerank order alone."
+    ),
+]
 RescoreOpt = Annotated[
     int | None,
     typer.Option(help="Candidates rescored with float vectors (sq8, binary kinds; 0: off)."),
@@ -192,6 +200,7 @@ def query(
     ef_search: EfSearchOpt = None,
     nprobe: NprobeOpt = None,
     rescore: RescoreOpt = None,
+    rerank_weight: RerankWeightOpt = DEFAULT_RERANK_WEIGHT,
     verify: Annotated[bool, typer.Option(help="Check file checksums on open.")] = True,
     ray: Annotated[
         str | None,
@@ -215,7 +224,7 @@ def query(
         hits = searcher.search(
             text, k, rerank=rerank, candidates=candidates, where=where, mode=mode,
             fusion=fusion, rrf_k=rrf_k, weight=weight, ef_search=ef_search, nprobe=nprobe,
-            rescore=rescore,
+            rescore=rescore, rerank_weight=rerank_weight,
         )  # fmt: skip
     print_hits(path, hits, searcher.reranker.name, as_json=as_json)
 
@@ -238,6 +247,7 @@ def eval_(
     fusion: FusionOpt = DEFAULT_FUSION,
     rrf_k: RrfKOpt = DEFAULT_RRF_K,
     weight: WeightOpt = DEFAULT_WEIGHT,
+    rerank_weight: RerankWeightOpt = DEFAULT_RERANK_WEIGHT,
     model: Annotated[
         str, typer.Option(help="Bi-encoder, if the index is built.")
     ] = DEFAULT_ENCODER,
@@ -265,6 +275,7 @@ def eval_(
         result = evaluate(
             path, data, candidates=candidates, rerank=rerank, reranker=reranker,
             progress=progress, mode=mode, fusion=fusion, rrf_k=rrf_k, weight=weight,
+            rerank_weight=rerank_weight,
         )  # fmt: skip
     print_eval(result)
     if json_out is not None:

@@ -14,6 +14,7 @@ from searchkit.defaults import (
     DEFAULT_CANDIDATES,
     DEFAULT_FUSION,
     DEFAULT_K,
+    DEFAULT_RERANK_WEIGHT,
     DEFAULT_RRF_K,
     DEFAULT_WEIGHT,
 )
@@ -25,7 +26,7 @@ from searchkit.errors import (
     RerankerUnavailableWarning,
 )
 from searchkit.filters import Where
-from searchkit.fusion import Fuse, check_fusion, fuser
+from searchkit.fusion import Fuse, blend_rerank, check_fusion, check_rerank_weight, fuser
 from searchkit.lexical import Terms, bm25_query_terms
 from searchkit.manifest import Manifest
 from searchkit.models import Document, Hit, Hits
@@ -144,6 +145,7 @@ class Searcher:
         ef_search: int | None = None,
         nprobe: int | None = None,
         rescore: int | None = None,
+        rerank_weight: float = DEFAULT_RERANK_WEIGHT,
     ) -> Hits:
         """The top ``k`` hits for ``query``.
 
@@ -165,6 +167,9 @@ class Searcher:
             nprobe: IVF lists to visit for this query (ivf indexes).
             rescore: candidates of a compact index (sq8, binary) rescored with the float
                 vectors for this query; 0 keeps the compact scores.
+            rerank_weight: the reranker's share when its scores are fused with the first
+                stage's (``searchkit.fusion.blend_rerank``); 1 (default) ranks by the
+                reranker alone.
 
         Example::
 
@@ -173,7 +178,7 @@ class Searcher:
         return self.search_batch(
             [query], k, rerank=rerank, candidates=candidates, where=where, mode=mode,
             fusion=fusion, rrf_k=rrf_k, weight=weight, ef_search=ef_search, nprobe=nprobe,
-            rescore=rescore,
+            rescore=rescore, rerank_weight=rerank_weight,
         )[0]  # fmt: skip
 
     def search_batch(
@@ -191,10 +196,12 @@ class Searcher:
         ef_search: int | None = None,
         nprobe: int | None = None,
         rescore: int | None = None,
+        rerank_weight: float = DEFAULT_RERANK_WEIGHT,
     ) -> list[Hits]:
         """``search`` for many queries, embedded, retrieved and reranked in shared batches."""
         _check_args(queries, k, candidates)
         check_fusion(fusion, rrf_k, weight)
+        check_rerank_weight(rerank_weight)
         mode = self.resolve_mode(mode)
         if not queries:
             return []
@@ -208,7 +215,7 @@ class Searcher:
                 Hits([_hit(docs[r], s, rank, s, rank) for r, s, rank in pool[:k]], q, False, mode)
                 for q, pool in zip(queries, pools, strict=True)
             ]
-        return _rerank(reranker, queries, pools, docs, k, mode)
+        return _rerank(reranker, queries, pools, docs, k, mode, rerank_weight)
 
     def _candidates(
         self,
@@ -305,8 +312,10 @@ def _rerank(
     docs: dict[int, Document],
     k: int,
     mode: str,
+    weight: float = DEFAULT_RERANK_WEIGHT,
 ) -> list[Hits]:
-    """Score every (query, candidate) pair in one batch; keep each query's top ``k``."""
+    """Score every (query, candidate) pair in one batch (fused with the retrieval scores
+    by ``weight``, see ``blend_rerank``); keep each query's top ``k``."""
     pairs = [
         (q, docs[r].passage()) for q, pool in zip(queries, pools, strict=True) for r, _, _ in pool
     ]
@@ -314,7 +323,9 @@ def _rerank(
     scores, cut = iter(all_scores.tolist()), iter(all_cut.tolist())
     results = []
     for q, pool in zip(queries, pools, strict=True):
-        scored = sorted(((next(scores), *c) for c in pool), key=lambda x: -x[0])
+        ce = np.asarray([next(scores) for _ in pool])
+        fused = blend_rerank(ce, np.asarray([s for _, s, _ in pool]), weight).tolist()
+        scored = sorted(((f, *c) for f, c in zip(fused, pool, strict=True)), key=lambda x: -x[0])
         truncated = sum(next(cut) for _ in pool)
         hits = [_hit(docs[r], ce, i, s, rank) for i, (ce, r, s, rank) in enumerate(scored[:k], 1)]
         results.append(Hits(hits, q, True, mode, len(pool), truncated))
