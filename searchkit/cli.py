@@ -473,3 +473,55 @@ def train_reranker(
             progress=progress,
         )  # fmt: skip
     print_training(report, as_json=as_json)
+
+
+@app.command("train-embedder")
+def train_embedder(
+    index: IndexArg,
+    out: OutOpt,
+    dataset: DatasetOpt = None,
+    split: TrainSplitOpt = "train",
+    eval_split: EvalSplitOpt = None,
+    queries: Annotated[Path | None, typer.Option(help="queries.jsonl (with --qrels).")] = None,
+    qrels: Annotated[Path | None, typer.Option(help="qrels TSV (with --queries).")] = None,
+    pairs: PairsOpt = None,
+    base: Annotated[
+        str | None, typer.Option(help="Bi-encoder to start from [the index's].")
+    ] = None,
+    reindex: Annotated[
+        Path | None,
+        typer.Option(help="Then re-embed INDEX with the new model into this new index folder."),
+    ] = None,
+    heldout: HeldoutOpt = 0.1,
+    negatives: NegativesOpt = 1,
+    depth: DepthOpt = 50,
+    mode: ModeOpt = None,
+    epochs: EpochsOpt = 1.0,
+    batch_size: Annotated[int, typer.Option(help="Rows per step (in-batch negatives).")] = 16,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 2e-5,
+    max_length: MaxLengthOpt = 256,
+    seed: Annotated[int, typer.Option(help="Seed of the split, sampling and training.")] = 0,
+    force: Annotated[
+        bool, typer.Option(help="Replace existing --out / --reindex folders.")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fine-tune the bi-encoder on relevance data with hard negatives mined from INDEX, then
+    optionally re-embed INDEX into a new folder, e.g. searchkit train-embedder indexes/scifact
+    -o models/emb --dataset ../shared/data/beir/scifact --reindex indexes/scifact-emb"""
+    from searchkit.report import print_training
+    from searchkit.training.data import load_training_data
+    from searchkit.training.embedder import train_embedder as train
+
+    with _errors():
+        data, held = load_training_data(
+            dataset=dataset, split=split, eval_split=eval_split, queries=queries, qrels=qrels,
+            pairs=pairs,
+        )  # fmt: skip
+        report = train(
+            index, data, out, base=base, eval_queries=held, heldout=heldout, negatives=negatives,
+            depth=depth, mode=mode, epochs=epochs, batch_size=batch_size, lr=lr,
+            max_length=max_length, seed=seed, force=force, progress=progress, reindex=reindex,
+        )  # fmt: skip
+    print_training(report, as_json=as_json)
