@@ -28,6 +28,7 @@ from searchkit.training.common import (
 )
 from searchkit.training.data import TrainQuery, split_heldout
 from searchkit.training.mining import attach_positive_texts, candidate_pools
+from searchkit.training.reindex import check_reindex_target
 from searchkit.training.reindex import reindex as reindex_with
 
 EVAL_POOL = 30  # first-stage hits per evaluation query that the bi-encoder re-orders
@@ -70,6 +71,8 @@ def train_embedder(
     out = Path(out)
     searcher = Searcher.open(index)
     base = canonical_name(base or searcher.manifest.encoder["name"])
+    if reindex is not None:
+        check_reindex_target(index, reindex, force)
     staging = staging_folder(out, force)
     attach_positive_texts(searcher, queries + (eval_queries or []))
     train, held = (

