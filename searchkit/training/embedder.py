@@ -8,6 +8,8 @@ vector, so ``reindex`` re-embeds the index into a new folder (see ``searchkit.tr
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -171,4 +173,6 @@ def _fit(
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=as_dataset(rows), loss=loss
     )
-    return int(trainer.train().global_step)
+    # the trainer prints its loss logs: keep stdout for the result (--json)
+    with contextlib.redirect_stdout(sys.stderr):
+        return int(trainer.train().global_step)

@@ -9,6 +9,8 @@ benchmarks/README.md); the listwise one did not.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -150,4 +152,6 @@ def _fit(
     )
     loss = losses.MultipleNegativesRankingLoss(model, num_negatives=in_batch)
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=as_dataset(rows), loss=loss)
-    return int(trainer.train().global_step)
+    # the trainer prints its loss logs: keep stdout for the result (--json)
+    with contextlib.redirect_stdout(sys.stderr):
+        return int(trainer.train().global_step)
