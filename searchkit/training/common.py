@@ -17,6 +17,9 @@ from searchkit.training.data import TrainQuery, qrels_of
 from searchkit.training.mining import Candidate, hard_negatives
 
 REPORT = "training.json"
+# The longest input a trained model reads after training, unless it was trained on longer ones:
+# short training inputs (--max-length) save time, and need not cut what the model reads later.
+SERVE_TOKENS = 256
 CHECKPOINTS = "checkpoints"
 
 
@@ -43,6 +46,12 @@ class TrainReport:
 
     def write(self, folder: Path) -> None:
         (folder / REPORT).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def serving_length(base_length: int, max_length: int) -> int:
+    """Tokens the saved model reads: ``max_length``, or the base's own length up to
+    ``SERVE_TOKENS`` when that is longer."""
+    return max(max_length, min(base_length, SERVE_TOKENS))
 
 
 def staging_folder(out: Path, force: bool) -> Path:

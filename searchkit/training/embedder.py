@@ -25,6 +25,7 @@ from searchkit.training.common import (
     as_dataset,
     commit_folder,
     ndcg10,
+    serving_length,
     staging_folder,
     training_rows,
 )
@@ -87,7 +88,8 @@ def train_embedder(
     rows = training_rows(train, [p[:depth] for p in pools[: len(train)]], negatives, seed)
     started = clock.lap("mining", started)
     model = load_st_model("SentenceTransformer", base, "bi-encoder")
-    model.max_seq_length = max_length
+    serve = serving_length(int(model.max_seq_length), max_length)
+    model.max_seq_length = serve  # evaluated at the length it is saved with
     given = locals()
     options = {k: given[k] for k in _OPTIONS}
     report = TrainReport(
@@ -96,8 +98,10 @@ def train_embedder(
     report.ndcg10["first_stage"] = ndcg10(held, eval_pools)
     report.ndcg10["before"] = ndcg10(held, eval_pools, _scorer(model))
     started = clock.lap("eval_before", started)
+    model.max_seq_length = max_length
     report.steps = _fit(model, rows, staging, epochs, batch_size, lr, seed, progress)
     started = clock.lap("training", started)
+    model.max_seq_length = serve
     model.save_pretrained(str(staging))
     report.ndcg10["after"] = ndcg10(held, eval_pools, _scorer(model))
     started = clock.lap("eval_after", started)
