@@ -41,7 +41,7 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         env={**os.environ, "COLUMNS": "200"},
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,  # a few seconds of training, but model loading on a busy 2-core machine
     )
 
 
