@@ -35,8 +35,9 @@ def main() -> None:
     from searchkit.searcher import Searcher
 
     data = benchdata.load_dataset(args.dataset, args.split, args.limit)
-    # an index given is used as is (a re-embedded one was built from an exported corpus)
-    searcher = Searcher.open(args.index or benchdata.bench_index(data))
+    # an existing index is used as is (a re-embedded one was built from an exported corpus)
+    given = args.index is not None and (args.index / "manifest.json").is_file()
+    searcher = Searcher.open(args.index if given else benchdata.bench_index(data, args.index))
     ids = list(data.queries)
     hits = searcher.search_batch(
         [data.queries[q] for q in ids], DEPTH, rerank=False, mode=args.mode
