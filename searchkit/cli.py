@@ -17,6 +17,7 @@ from searchkit.defaults import (
     DEFAULT_FUSION,
     DEFAULT_K,
     DEFAULT_LEXICAL,
+    DEFAULT_RERANK_WEIGHT,
     DEFAULT_RRF_K,
     DEFAULT_SPLADE,
     DEFAULT_WEIGHT,
@@ -81,6 +82,13 @@ RerankMarginOpt = Annotated[
     typer.Option(
         help="Early exit: skip the rerank when the first stage's top hit leads the next by "
         "this much (its own score units) [always rerank].",
+    ),
+]
+RerankWeightOpt = Annotated[
+    float,
+    typer.Option(
+        help="Reranker's share when fusing its scores with the first stage's "
+        "(min-max normalized); 1: rerank order alone."
     ),
 ]
 RescoreOpt = Annotated[
@@ -241,6 +249,7 @@ def query(
     reranker_runtime: RerankerRuntimeOpt = None,
     rerank_max_tokens: RerankTokensOpt = None,
     rerank_margin: RerankMarginOpt = None,
+    rerank_weight: RerankWeightOpt = DEFAULT_RERANK_WEIGHT,
     verify: Annotated[bool, typer.Option(help="Check file checksums on open.")] = True,
     ray: Annotated[
         str | None,
@@ -268,7 +277,7 @@ def query(
         hits = searcher.search(
             text, k, rerank=rerank, candidates=candidates, where=where, mode=mode,
             fusion=fusion, rrf_k=rrf_k, weight=weight, ef_search=ef_search, nprobe=nprobe,
-            rescore=rescore, rerank_margin=rerank_margin,
+            rescore=rescore, rerank_margin=rerank_margin, rerank_weight=rerank_weight,
         )  # fmt: skip
     print_hits(path, hits, searcher.reranker.name, as_json=as_json)
 
@@ -291,6 +300,7 @@ def eval_(
     fusion: FusionOpt = DEFAULT_FUSION,
     rrf_k: RrfKOpt = DEFAULT_RRF_K,
     weight: WeightOpt = DEFAULT_WEIGHT,
+    rerank_weight: RerankWeightOpt = DEFAULT_RERANK_WEIGHT,
     model: Annotated[
         str, typer.Option(help="Bi-encoder, if the index is built.")
     ] = DEFAULT_ENCODER,
@@ -328,6 +338,7 @@ def eval_(
             progress=progress, mode=mode, fusion=fusion, rrf_k=rrf_k, weight=weight,
             query_runtime=query_runtime, reranker_runtime=reranker_runtime,
             rerank_max_tokens=rerank_max_tokens, rerank_margin=rerank_margin,
+            rerank_weight=rerank_weight,
         )  # fmt: skip
     print_eval(result)
     if json_out is not None:
@@ -461,3 +472,124 @@ def serve(
             query_runtime=query_runtime, reranker_runtime=reranker_runtime,
         )  # fmt: skip
     run(app, host=host, port=port, log_level=log_level, access_log=access_log)
+
+
+DatasetOpt = Annotated[Path | None, typer.Option(help="BEIR dataset folder of relevance data.")]
+TrainSplitOpt = Annotated[str, typer.Option(help="qrels split of --dataset to train on.")]
+EvalSplitOpt = Annotated[
+    str | None, typer.Option(help="qrels split of --dataset to evaluate on [--heldout instead].")
+]
+PairsOpt = Annotated[
+    Path | None, typer.Option(help="JSONL of {query, positive | positive_id} lines.")
+]
+HeldoutOpt = Annotated[
+    float, typer.Option(help="Share of training queries kept out to measure before/after.")
+]
+NegativesOpt = Annotated[int, typer.Option(help="Hard negatives per (query, positive).")]
+DepthOpt = Annotated[int, typer.Option(help="Hard negatives are sampled from this top-N.")]
+EpochsOpt = Annotated[float, typer.Option(help="Passes over the training rows.")]
+MaxLengthOpt = Annotated[int, typer.Option(help="Tokens per input the model reads in training.")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder of the trained model.")]
+
+
+@app.command("train-reranker")
+def train_reranker(
+    index: IndexArg,
+    out: OutOpt,
+    dataset: DatasetOpt = None,
+    split: TrainSplitOpt = "train",
+    eval_split: EvalSplitOpt = None,
+    queries: Annotated[Path | None, typer.Option(help="queries.jsonl (with --qrels).")] = None,
+    qrels: Annotated[Path | None, typer.Option(help="qrels TSV (with --queries).")] = None,
+    pairs: PairsOpt = None,
+    base: Annotated[
+        str | None, typer.Option(help="CrossEncoder (or bi-encoder) to start from [the index's].")
+    ] = None,
+    heldout: HeldoutOpt = 0.1,
+    negatives: NegativesOpt = 3,
+    depth: DepthOpt = 50,
+    in_batch: Annotated[int, typer.Option(help="Other rows' passages added as negatives.")] = 3,
+    mode: ModeOpt = None,
+    epochs: EpochsOpt = 1.0,
+    batch_size: Annotated[int, typer.Option(help="Queries per training step.")] = 4,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 5e-5,
+    max_length: MaxLengthOpt = 256,
+    candidates: Annotated[
+        int, typer.Option("--candidates", "-c", help="Hits reranked to measure nDCG@10.")
+    ] = DEFAULT_CANDIDATES,
+    seed: Annotated[int, typer.Option(help="Seed of the split, sampling and training.")] = 0,
+    force: Annotated[bool, typer.Option(help="Replace an existing --out folder.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fine-tune a CrossEncoder on relevance data with hard negatives mined from INDEX; use it
+    with --reranker OUT, e.g. searchkit train-reranker indexes/scifact -o models/rr
+    --dataset ../shared/data/beir/scifact"""
+    from searchkit.report import print_training
+    from searchkit.training.data import load_training_data
+    from searchkit.training.reranker import train_reranker as train
+
+    with _errors():
+        data, held = load_training_data(
+            dataset=dataset, split=split, eval_split=eval_split, queries=queries, qrels=qrels,
+            pairs=pairs,
+        )  # fmt: skip
+        report = train(
+            index, data, out, base=base, eval_queries=held, heldout=heldout, negatives=negatives,
+            depth=depth, in_batch=in_batch, mode=mode, epochs=epochs, batch_size=batch_size,
+            lr=lr, max_length=max_length, candidates=candidates, seed=seed, force=force,
+            progress=progress,
+        )  # fmt: skip
+    print_training(report, as_json=as_json)
+
+
+@app.command("train-embedder")
+def train_embedder(
+    index: IndexArg,
+    out: OutOpt,
+    dataset: DatasetOpt = None,
+    split: TrainSplitOpt = "train",
+    eval_split: EvalSplitOpt = None,
+    queries: Annotated[Path | None, typer.Option(help="queries.jsonl (with --qrels).")] = None,
+    qrels: Annotated[Path | None, typer.Option(help="qrels TSV (with --queries).")] = None,
+    pairs: PairsOpt = None,
+    base: Annotated[
+        str | None, typer.Option(help="Bi-encoder to start from [the index's].")
+    ] = None,
+    reindex: Annotated[
+        Path | None,
+        typer.Option(help="Then re-embed INDEX with the new model into this new index folder."),
+    ] = None,
+    heldout: HeldoutOpt = 0.1,
+    negatives: NegativesOpt = 1,
+    depth: DepthOpt = 50,
+    mode: ModeOpt = None,
+    epochs: EpochsOpt = 1.0,
+    batch_size: Annotated[int, typer.Option(help="Rows per step (in-batch negatives).")] = 16,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 2e-5,
+    max_length: MaxLengthOpt = 256,
+    seed: Annotated[int, typer.Option(help="Seed of the split, sampling and training.")] = 0,
+    force: Annotated[
+        bool, typer.Option(help="Replace existing --out / --reindex folders.")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fine-tune the bi-encoder on relevance data with hard negatives mined from INDEX, then
+    optionally re-embed INDEX into a new folder, e.g. searchkit train-embedder indexes/scifact
+    -o models/emb --dataset ../shared/data/beir/scifact --reindex indexes/scifact-emb"""
+    from searchkit.report import print_training
+    from searchkit.training.data import load_training_data
+    from searchkit.training.embedder import train_embedder as train
+
+    with _errors():
+        data, held = load_training_data(
+            dataset=dataset, split=split, eval_split=eval_split, queries=queries, qrels=qrels,
+            pairs=pairs,
+        )  # fmt: skip
+        report = train(
+            index, data, out, base=base, eval_queries=held, heldout=heldout, negatives=negatives,
+            depth=depth, mode=mode, epochs=epochs, batch_size=batch_size, lr=lr,
+            max_length=max_length, seed=seed, force=force, progress=progress, reindex=reindex,
+        )  # fmt: skip
+    print_training(report, as_json=as_json)

@@ -11,7 +11,13 @@ from typing import Any
 from searchkit.beir import EvalSet, load_beir, load_eval_set
 from searchkit.build import build_index
 from searchkit.corpus import corpus_sha256
-from searchkit.defaults import DEFAULT_CANDIDATES, DEFAULT_FUSION, DEFAULT_RRF_K, DEFAULT_WEIGHT
+from searchkit.defaults import (
+    DEFAULT_CANDIDATES,
+    DEFAULT_FUSION,
+    DEFAULT_RERANK_WEIGHT,
+    DEFAULT_RRF_K,
+    DEFAULT_WEIGHT,
+)
 from searchkit.errors import DatasetError, IndexExists, InvalidParameter
 from searchkit.manifest import MANIFEST, Manifest
 from searchkit.metrics import percentiles_ms, score_run
@@ -106,14 +112,16 @@ def evaluate(
     reranker_runtime: str | None = None,
     rerank_max_tokens: int | None = None,
     rerank_margin: float | None = None,
+    rerank_weight: float = DEFAULT_RERANK_WEIGHT,
 ) -> EvalResult:
     """Run every judged query through ``index`` one at a time (to time each) and score the runs.
 
     The retrieval stage ranks the top 100 by the first stage (``mode``: dense, lexical or
     hybrid with ``fusion``, as ``Searcher.search`` takes them); the rerank stage reranks the
-    top ``candidates`` (the full query path, timed end to end) and keeps the rest of the top
-    100 in retrieval order below them, as BEIR does. Query runtimes are as for ``Searcher``;
-    the query cache is off, so the rerank stage's latency includes embedding the query again.
+    top ``candidates`` (the full query path, timed end to end; ``rerank_weight`` < 1 fuses
+    the reranker's scores with the first stage's) and keeps the rest of the top 100 in
+    retrieval order below them, as BEIR does. Query runtimes are as for ``Searcher``; the
+    query cache is off, so the rerank stage's latency includes embedding the query again.
     ``rerank_max_tokens`` and ``rerank_margin`` (early exit) are as for ``Searcher``; the
     result counts the queries that exited early.
 
@@ -137,6 +145,7 @@ def evaluate(
         "fusion": fusion,
         "rrf_k": rrf_k,
         "weight": weight,
+        "rerank_weight": rerank_weight,
     }
     result = EvalResult(data.name, str(index), len(data.queries), candidates, None, options)
     stage = functools.partial(_run_stage, searcher, data, result, progress=progress, **options)

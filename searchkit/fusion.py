@@ -55,6 +55,25 @@ def weighted(lists: Sequence[Ranked], depth: int, weights: Sequence[float]) -> R
     return _fuse(lists, depth, lambda i, scores: weights[i] * _minmax(scores))
 
 
+def blend_rerank(rerank: np.ndarray, retrieval: np.ndarray, weight: float) -> np.ndarray:
+    """One query's candidates scored ``weight * rerank + (1 - weight) * retrieval``, each
+    min-max normalized over the candidates (as ``weighted`` does); ``weight`` 1 keeps the
+    reranker's own scores, so its order alone decides."""
+    if weight >= 1:
+        return np.asarray(rerank, dtype=np.float64)
+    return weight * _minmax(np.asarray(rerank, np.float64)) + (1 - weight) * _minmax(
+        np.asarray(retrieval, np.float64)
+    )
+
+
+def check_rerank_weight(weight: float) -> None:
+    """Raise ``InvalidParameter`` unless ``weight`` (the reranker's share) is in [0, 1]."""
+    if not 0 <= weight <= 1:
+        raise InvalidParameter(
+            f"rerank weight (the reranker's share) must be in [0, 1], got {weight}"
+        )
+
+
 def _minmax(scores: np.ndarray) -> np.ndarray:
     low, high = scores.min(initial=np.inf), scores.max(initial=-np.inf)
     if not high > low:

@@ -18,6 +18,7 @@ from searchkit.evaluate import EvalResult
 from searchkit.manifest import Manifest
 from searchkit.models import Hits
 from searchkit.runtimes import from_manifest
+from searchkit.training.common import TrainReport
 from searchkit.writer import CommitReport
 
 SNIPPET_CHARS = 160
@@ -269,3 +270,24 @@ def print_eval(result: EvalResult) -> None:
             )
     for note in result.notes:
         console.print(f"note: {note}", markup=False)
+
+
+def print_training(report: TrainReport, as_json: bool = False) -> None:
+    """The summary after ``searchkit train-reranker`` / ``train-embedder``."""
+    if as_json:
+        _dump(report.to_dict())
+        return
+    console = Console()
+    console.print(f"model: {_escape(report.model)} (from {_escape(report.base)})")
+    console.print(
+        f"trained on {report.train_queries} queries, {report.rows} rows, {report.steps} steps; "
+        f"evaluated on {report.eval_queries} queries"
+    )
+    table = Table("nDCG@10", "value")
+    for name, value in report.ndcg10.items():
+        table.add_row(name, f"{value:.4f}")
+    console.print(table)
+    times = ", ".join(f"{k} {v:.0f} s" for k, v in report.seconds.items())
+    console.print(f"wall clock: {times}")
+    if report.reindexed:
+        console.print(f"re-embedded index: {_escape(report.reindexed)}")

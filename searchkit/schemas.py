@@ -16,6 +16,7 @@ from searchkit.defaults import (
     DEFAULT_CANDIDATES,
     DEFAULT_FUSION,
     DEFAULT_K,
+    DEFAULT_RERANK_WEIGHT,
     DEFAULT_RRF_K,
     DEFAULT_WEIGHT,
 )
@@ -142,6 +143,16 @@ def request_models(
                 allow_inf_nan=False,
                 description="early exit: keep retrieval order when the first stage's top hit "
                 "leads the next by this much",
+            ),
+        ),
+        "rerank_weight": (
+            float,
+            Field(
+                DEFAULT_RERANK_WEIGHT,
+                ge=0,
+                le=1,
+                allow_inf_nan=False,
+                description="reranker's share when fused with the first stage's scores",
             ),
         ),
     }

@@ -17,6 +17,7 @@ from searchkit.defaults import (
     DEFAULT_CANDIDATES,
     DEFAULT_FUSION,
     DEFAULT_K,
+    DEFAULT_RERANK_WEIGHT,
     DEFAULT_RRF_K,
     DEFAULT_WEIGHT,
 )
@@ -29,7 +30,7 @@ from searchkit.errors import (
     RuntimeMismatchWarning,
 )
 from searchkit.filters import Where
-from searchkit.fusion import Fuse, check_fusion, fuser
+from searchkit.fusion import Fuse, blend_rerank, check_fusion, check_rerank_weight, fuser
 from searchkit.lexical import Terms, bm25_query_terms
 from searchkit.manifest import Manifest
 from searchkit.models import Document, Hit, Hits, Passage
@@ -171,6 +172,7 @@ class Searcher:
         nprobe: int | None = None,
         rescore: int | None = None,
         rerank_margin: float | None = None,
+        rerank_weight: float = DEFAULT_RERANK_WEIGHT,
     ) -> Hits:
         """The top ``k`` hits for ``query``.
 
@@ -196,6 +198,9 @@ class Searcher:
                 leads the second by at least this much (in the first stage's score units:
                 cosine for dense, fused score for hybrid); the hits then keep retrieval order
                 and say ``early_exit``. None: always rerank.
+            rerank_weight: the reranker's share when its scores are fused with the first
+                stage's (``searchkit.fusion.blend_rerank``); 1 (default) ranks by the
+                reranker alone.
 
         Example::
 
@@ -204,7 +209,7 @@ class Searcher:
         return self.search_batch(
             [query], k, rerank=rerank, candidates=candidates, where=where, mode=mode,
             fusion=fusion, rrf_k=rrf_k, weight=weight, ef_search=ef_search, nprobe=nprobe,
-            rescore=rescore, rerank_margin=rerank_margin,
+            rescore=rescore, rerank_margin=rerank_margin, rerank_weight=rerank_weight,
         )[0]  # fmt: skip
 
     def search_batch(
@@ -223,10 +228,12 @@ class Searcher:
         nprobe: int | None = None,
         rescore: int | None = None,
         rerank_margin: float | None = None,
+        rerank_weight: float = DEFAULT_RERANK_WEIGHT,
     ) -> list[Hits]:
         """``search`` for many queries, embedded, retrieved and reranked in shared batches."""
         _check_args(queries, k, candidates)
         check_fusion(fusion, rrf_k, weight)
+        check_rerank_weight(rerank_weight)
         mode = self.resolve_mode(mode)
         if not queries:
             return []
@@ -241,7 +248,9 @@ class Searcher:
                 _unranked(q, pool, docs, k, mode, best)
                 for q, pool, best in zip(queries, pools, passages, strict=True)
             ]
-        return _rerank(reranker, queries, pools, docs, k, mode, passages, rerank_margin)
+        return _rerank(
+            reranker, queries, pools, docs, k, mode, passages, rerank_margin, rerank_weight
+        )
 
     def _candidates(
         self,
@@ -409,10 +418,12 @@ def _rerank(
     mode: str,
     passages: Sequence[dict[int, Passage]],
     margin: float | None,
+    weight: float,
 ) -> list[Hits]:
     """Score every (query, candidate) pair in one batch, a long document by its best passage,
-    except for the queries the first stage is ``confident`` of (early exit); keep each
-    query's top ``k``."""
+    except for the queries the first stage is ``confident`` of (early exit); fuse the scores
+    with the retrieval scores by ``weight`` (see ``blend_rerank``); keep each query's top
+    ``k``."""
     skip = [confident(pool, margin) for pool in pools]
     pairs = [
         (q, best[r].text if r in best else docs[r].passage())
@@ -427,7 +438,9 @@ def _rerank(
         if s:
             results.append(_unranked(q, pool, docs, k, mode, best, early_exit=True))
             continue
-        scored = sorted(((next(scores), *c) for c in pool), key=lambda x: -x[0])
+        ce = np.asarray([next(scores) for _ in pool])
+        fused = blend_rerank(ce, np.asarray([s for _, s, _ in pool]), weight).tolist()
+        scored = sorted(((f, *c) for f, c in zip(fused, pool, strict=True)), key=lambda x: -x[0])
         truncated = sum(next(cut) for _ in pool)
         hits = [
             _hit(docs[r], ce, i, s, rank, best.get(r))

@@ -155,6 +155,18 @@ def test_rerank_cost(tiny_beir: Path, tmp_path: Path, reranker_path: Path) -> No
         assert 0 < row["ndcg10_rerank"] <= 1 and row["rerank_over_retrieval"] > 0
 
 
+def test_rerank_fusion(tiny_beir: Path, tmp_path: Path, reranker_path: Path) -> None:
+    r = run_script(
+        "rerank_fusion", tmp_path,
+        "--dataset", str(tiny_beir), "--index", str(tmp_path / "index"),
+        "--reranker", str(reranker_path), "--candidates", "5", "--weights", "0,1",
+        "--threads", "1",
+    )  # fmt: skip
+    assert r["mode"] == "hybrid" and r["pairs"] == 5 * 5
+    assert set(r["ndcg10"]) == {"0.0", "1.0"}
+    assert all(0 <= v <= 1 for v in r["ndcg10"].values())
+
+
 def test_fusion(tiny_beir: Path, tmp_path: Path) -> None:
     r = run_script(
         "fusion", tmp_path,

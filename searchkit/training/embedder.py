@@ -1,0 +1,182 @@
+"""Fine-tune the bi-encoder on relevance data with hard negatives mined from the index.
+
+The loss is sentence-transformers' ``MultipleNegativesRankingLoss``: each query against its
+positive, its mined hard negatives and every other row's passages in the batch (in-batch
+negatives), softmax cross-entropy over cosine similarities. A new model changes every document
+vector, so ``reindex`` re-embeds the index into a new folder (see ``searchkit.training.reindex``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from searchkit.resolve import canonical_name, load_st_model
+from searchkit.searcher import Searcher
+from searchkit.training.common import (
+    CHECKPOINTS,
+    Clock,
+    TrainReport,
+    as_dataset,
+    commit_folder,
+    ndcg10,
+    serving_length,
+    staging_folder,
+    training_rows,
+)
+from searchkit.training.data import TrainQuery, split_heldout
+from searchkit.training.mining import attach_positive_texts, candidate_pools
+from searchkit.training.reindex import check_reindex_target
+from searchkit.training.reindex import reindex as reindex_with
+
+EVAL_POOL = 30  # first-stage hits per evaluation query that the bi-encoder re-orders
+
+
+def train_embedder(
+    index: str | Path,
+    queries: list[TrainQuery],
+    out: str | Path,
+    *,
+    base: str | None = None,
+    eval_queries: list[TrainQuery] | None = None,
+    heldout: float = 0.1,
+    negatives: int = 1,
+    depth: int = 50,
+    mode: str | None = None,
+    epochs: float = 1.0,
+    batch_size: int = 16,
+    lr: float = 2e-5,
+    max_length: int = 256,
+    seed: int = 0,
+    force: bool = False,
+    progress: bool = True,
+    reindex: str | Path | None = None,
+) -> TrainReport:
+    """Train the bi-encoder on ``queries``, save it to ``out``, and optionally re-embed the
+    index into the new folder ``reindex`` (the original index is never written).
+
+    Hard negatives are sampled as in ``train_reranker``. nDCG@10 before and after training is
+    measured on the evaluation queries (``eval_queries``, else a seeded ``heldout`` share) by
+    re-ordering each one's first-stage top ``EVAL_POOL`` by cosine similarity: a cheap check
+    that needs no re-embedding; ``searchkit eval`` on the reindexed folder is the full one.
+
+    Example::
+
+        queries = load_beir_queries("beir/scifact", "train")
+        train_embedder("indexes/scifact", queries, "models/emb", reindex="indexes/scifact-emb")
+    """
+    clock, started = Clock(), time.monotonic()
+    out = Path(out)
+    searcher = Searcher.open(index)
+    base = canonical_name(base or searcher.manifest.encoder["name"])
+    if reindex is not None:
+        check_reindex_target(index, reindex, force)
+    staging = staging_folder(out, force)
+    attach_positive_texts(searcher, queries + (eval_queries or []))
+    train, held = (
+        (queries, eval_queries)
+        if eval_queries is not None
+        else split_heldout(queries, heldout, seed)
+    )
+    pools = candidate_pools(searcher, train + held, max(depth, EVAL_POOL), mode, progress)
+    eval_pools = [p[:EVAL_POOL] for p in pools[len(train) :]]
+    rows = training_rows(train, [p[:depth] for p in pools[: len(train)]], negatives, seed)
+    started = clock.lap("mining", started)
+    model = load_st_model("SentenceTransformer", base, "bi-encoder")
+    serve = serving_length(int(model.max_seq_length), max_length)
+    model.max_seq_length = serve  # evaluated at the length it is saved with
+    given = locals()
+    options = {k: given[k] for k in _OPTIONS}
+    report = TrainReport(
+        str(out), base, str(searcher.path), len(train), len(held), len(rows), 0, options
+    )
+    report.ndcg10["first_stage"] = ndcg10(held, eval_pools)
+    report.ndcg10["before"] = ndcg10(held, eval_pools, _scorer(model))
+    started = clock.lap("eval_before", started)
+    model.max_seq_length = max_length
+    report.steps = _fit(model, rows, staging, epochs, batch_size, lr, seed, progress)
+    started = clock.lap("training", started)
+    model.max_seq_length = serve
+    model.save_pretrained(str(staging))
+    report.ndcg10["after"] = ndcg10(held, eval_pools, _scorer(model))
+    started = clock.lap("eval_after", started)
+    report.write(staging)
+    commit_folder(staging, out)
+    if reindex is not None:
+        report.reindexed = str(
+            reindex_with(searcher.path, out, reindex, force=force, progress=progress).path
+        )
+        clock.lap("reindex", started)
+    report.seconds = clock.total()
+    report.write(out)
+    return report
+
+
+_OPTIONS = (
+    "heldout",
+    "negatives",
+    "depth",
+    "mode",
+    "epochs",
+    "batch_size",
+    "lr",
+    "max_length",
+    "seed",
+)
+
+
+def _scorer(model: Any) -> Any:
+    def score(query: str, passages: list[str]) -> list[float]:
+        q = model.encode_query([query], normalize_embeddings=True, convert_to_numpy=True)
+        p = model.encode_document(passages, normalize_embeddings=True, convert_to_numpy=True)
+        return (np.asarray(p) @ np.asarray(q)[0]).tolist()
+
+    return score
+
+
+def _fit(
+    model: Any,
+    rows: list[list[str]],
+    folder: Path,
+    epochs: float,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    progress: bool,
+) -> int:
+    """Train in place with SentenceTransformerTrainer; returns the optimizer steps taken."""
+    from sentence_transformers import (
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+        losses,
+    )
+    from sentence_transformers.base.sampler import BatchSamplers
+
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(folder / CHECKPOINTS),
+        num_train_epochs=epochs,
+        per_device_train_batch_size=batch_size,
+        learning_rate=lr,
+        warmup_steps=0.1,
+        seed=seed,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        save_strategy="epoch",
+        save_total_limit=1,
+        save_only_model=True,
+        logging_steps=max(1, len(rows) // batch_size // 20),
+        disable_tqdm=not progress,
+        report_to="none",
+        use_cpu=True,
+    )
+    loss = losses.MultipleNegativesRankingLoss(model)
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=as_dataset(rows), loss=loss
+    )
+    # the trainer prints its loss logs: keep stdout for the result (--json)
+    with contextlib.redirect_stdout(sys.stderr):
+        return int(trainer.train().global_step)
