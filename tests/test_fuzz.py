@@ -254,7 +254,7 @@ def live_docs(path: Path) -> dict[str, DocKey]:
     deleted = read_deletions(path, manifest)
     segments = [Segment(path, manifest, e, deleted[e.name]) for e in manifest.segments]
     out: dict[str, DocKey] = {}
-    for docs, _ in live_blocks(segments, 1024):
+    for docs, *_ in live_blocks(segments, 1024):  # (documents, vectors[, passage spans])
         for d in docs:
             assert d.id not in out, f"id {d.id!r} live twice"
             out[d.id] = doc_key(d.title, d.text, d.metadata)
