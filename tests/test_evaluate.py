@@ -70,7 +70,9 @@ def test_evaluate_builds_then_reuses_the_index_and_scores_both_stages(
     assert result.reranker == str(reranker_path.resolve())
     lat = result.latency_ms["rerank"]
     assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"]
-    assert result.search == {"mode": "hybrid", "fusion": "weighted", "rrf_k": 60, "weight": 0.5}
+    assert result.search == {
+        "mode": "hybrid", "fusion": "weighted", "rrf_k": 60, "weight": 0.5, "rerank_weight": 1.0
+    }  # fmt: skip
     assert result.truncation == {
         "pairs": 25, "truncated": 0, "max_tokens": 256, "early_exit": 0, "margin": None
     }  # fmt: skip
