@@ -131,3 +131,28 @@ class Clock:
 
     def total(self) -> dict[str, float]:
         return {**self.seconds, "total": round(time.monotonic() - self._start, 1)}
+
+
+def training_arguments(
+    folder: Path, rows: int, epochs: float, batch_size: int, lr: float, seed: int, progress: bool
+) -> dict[str, Any]:
+    """The sentence-transformers TrainingArguments both trainers use: CPU, no duplicate texts
+    in a batch (in-batch negatives), one checkpoint per epoch under ``folder``, about 20 logs."""
+    from sentence_transformers.base.sampler import BatchSamplers
+
+    return {
+        "output_dir": str(folder / CHECKPOINTS),
+        "num_train_epochs": epochs,
+        "per_device_train_batch_size": batch_size,
+        "learning_rate": lr,
+        "warmup_steps": 0.1,
+        "seed": seed,
+        "batch_sampler": BatchSamplers.NO_DUPLICATES,
+        "save_strategy": "epoch",
+        "save_total_limit": 1,
+        "save_only_model": True,
+        "logging_steps": max(1, rows // batch_size // 20),
+        "disable_tqdm": not progress,
+        "report_to": "none",
+        "use_cpu": True,
+    }

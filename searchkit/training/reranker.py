@@ -19,7 +19,6 @@ from searchkit.defaults import DEFAULT_CANDIDATES
 from searchkit.resolve import canonical_name, load_st_model
 from searchkit.searcher import Searcher
 from searchkit.training.common import (
-    CHECKPOINTS,
     Clock,
     TrainReport,
     as_dataset,
@@ -27,6 +26,7 @@ from searchkit.training.common import (
     ndcg10,
     serving_length,
     staging_folder,
+    training_arguments,
     training_rows,
 )
 from searchkit.training.data import TrainQuery, split_heldout
@@ -131,7 +131,6 @@ def _fit(
     progress: bool,
 ) -> int:
     """Train in place with CrossEncoderTrainer; returns the optimizer steps taken."""
-    from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.cross_encoder import (
         CrossEncoderTrainer,
         CrossEncoderTrainingArguments,
@@ -139,20 +138,7 @@ def _fit(
     )
 
     args = CrossEncoderTrainingArguments(
-        output_dir=str(folder / CHECKPOINTS),
-        num_train_epochs=epochs,
-        per_device_train_batch_size=batch_size,
-        learning_rate=lr,
-        warmup_steps=0.1,
-        seed=seed,
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
-        save_strategy="epoch",
-        save_total_limit=1,
-        save_only_model=True,
-        logging_steps=max(1, len(rows) // batch_size // 20),
-        disable_tqdm=not progress,
-        report_to="none",
-        use_cpu=True,
+        **training_arguments(folder, len(rows), epochs, batch_size, lr, seed, progress)
     )
     loss = losses.MultipleNegativesRankingLoss(model, num_negatives=in_batch)
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=as_dataset(rows), loss=loss)
