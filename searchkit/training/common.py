@@ -13,8 +13,13 @@ from typing import Any
 
 from searchkit.errors import IndexExists, InvalidParameter
 from searchkit.metrics import score_run
-from searchkit.training.data import TrainQuery, qrels_of
-from searchkit.training.mining import Candidate, hard_negatives
+from searchkit.training.data import TrainQuery, qrels_of, split_heldout
+from searchkit.training.mining import (
+    Candidate,
+    attach_positive_texts,
+    candidate_pools,
+    hard_negatives,
+)
 
 REPORT = "training.json"
 # The longest input a trained model reads after training, unless it was trained on longer ones:
@@ -156,3 +161,31 @@ def training_arguments(
         "report_to": "none",
         "use_cpu": True,
     }
+
+
+def mine(
+    searcher: Any,
+    queries: list[TrainQuery],
+    eval_queries: list[TrainQuery] | None,
+    heldout: float,
+    depth: int,
+    eval_depth: int,
+    negatives: int,
+    mode: str | None,
+    seed: int,
+    progress: bool,
+) -> tuple[list[TrainQuery], list[TrainQuery], list[list[Candidate]], list[list[str]]]:
+    """What both trainers start from, in one first-stage pass over the index: the training
+    queries and the evaluation ones (``eval_queries``, else a seeded ``heldout`` share), each
+    evaluation query's top ``eval_depth`` candidates, and the training rows with ``negatives``
+    hard negatives from each training query's top ``depth``."""
+    attach_positive_texts(searcher, queries + (eval_queries or []))
+    train, held = (
+        (queries, eval_queries)
+        if eval_queries is not None
+        else split_heldout(queries, heldout, seed)
+    )
+    pools = candidate_pools(searcher, train + held, max(depth, eval_depth), mode, progress)
+    eval_pools = [p[:eval_depth] for p in pools[len(train) :]]
+    rows = training_rows(train, [p[:depth] for p in pools[: len(train)]], negatives, seed)
+    return train, held, eval_pools, rows

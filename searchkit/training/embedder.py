@@ -23,14 +23,13 @@ from searchkit.training.common import (
     TrainReport,
     as_dataset,
     commit_folder,
+    mine,
     ndcg10,
     serving_length,
     staging_folder,
     training_arguments,
-    training_rows,
 )
-from searchkit.training.data import TrainQuery, split_heldout
-from searchkit.training.mining import attach_positive_texts, candidate_pools
+from searchkit.training.data import TrainQuery
 from searchkit.training.reindex import check_reindex_target
 from searchkit.training.reindex import reindex as reindex_with
 
@@ -77,15 +76,9 @@ def train_embedder(
     if reindex is not None:
         check_reindex_target(index, reindex, force)
     staging = staging_folder(out, force)
-    attach_positive_texts(searcher, queries + (eval_queries or []))
-    train, held = (
-        (queries, eval_queries)
-        if eval_queries is not None
-        else split_heldout(queries, heldout, seed)
+    train, held, eval_pools, rows = mine(
+        searcher, queries, eval_queries, heldout, depth, EVAL_POOL, negatives, mode, seed, progress
     )
-    pools = candidate_pools(searcher, train + held, max(depth, EVAL_POOL), mode, progress)
-    eval_pools = [p[:EVAL_POOL] for p in pools[len(train) :]]
-    rows = training_rows(train, [p[:depth] for p in pools[: len(train)]], negatives, seed)
     started = clock.lap("mining", started)
     model = load_st_model("SentenceTransformer", base, "bi-encoder")
     serve = serving_length(int(model.max_seq_length), max_length)

@@ -23,14 +23,13 @@ from searchkit.training.common import (
     TrainReport,
     as_dataset,
     commit_folder,
+    mine,
     ndcg10,
     serving_length,
     staging_folder,
     training_arguments,
-    training_rows,
 )
-from searchkit.training.data import TrainQuery, split_heldout
-from searchkit.training.mining import attach_positive_texts, candidate_pools
+from searchkit.training.data import TrainQuery
 
 
 def train_reranker(
@@ -74,15 +73,9 @@ def train_reranker(
     searcher = Searcher.open(index)
     base = canonical_name(base or searcher.manifest.reranker)
     staging = staging_folder(out, force)
-    attach_positive_texts(searcher, queries + (eval_queries or []))
-    train, held = (
-        (queries, eval_queries)
-        if eval_queries is not None
-        else split_heldout(queries, heldout, seed)
+    train, held, eval_pools, rows = mine(
+        searcher, queries, eval_queries, heldout, depth, candidates, negatives, mode, seed, progress
     )
-    pools = candidate_pools(searcher, train + held, max(depth, candidates), mode, progress)
-    eval_pools = [p[:candidates] for p in pools[len(train) :]]
-    rows = training_rows(train, [p[:depth] for p in pools[: len(train)]], negatives, seed)
     started = clock.lap("mining", started)
     model = load_st_model("CrossEncoder", base, "reranker")
     serve = serving_length(int(model.max_seq_length), max_length)
