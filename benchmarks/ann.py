@@ -121,7 +121,7 @@ def _build(
     """Create, train (on a sample, as build_index does) and fill a backend index; save it once
     to measure its size on disk."""
     from searchkit.backends import get_backend
-    from searchkit.segment import ADD_ROWS, TRAIN_MAX
+    from searchkit.index.segment import ADD_ROWS, TRAIN_MAX
 
     n, dim = vectors.shape
     cls = get_backend(backend)
@@ -226,7 +226,7 @@ def _data(args: Any) -> tuple[np.ndarray, np.ndarray, str]:
         vectors, queries = synthetic(args.n, args.queries, args.dim, args.clusters, args.seed)
         return vectors, queries, f"synthetic, {args.clusters} clusters, seed {args.seed}"
     from searchkit import Manifest
-    from searchkit.encode import Encoder
+    from searchkit.inference.encoder import Encoder
 
     data = benchdata.load_dataset(args.real, args.split, args.limit)
     index = benchdata.bench_index(data, args.index)

@@ -26,7 +26,7 @@ def workdir() -> Path:
 
 
 def load_dataset(root: Path, split: str = "test", limit: int | None = None) -> Any:
-    """A :class:`searchkit.beir.EvalSet` of a BEIR folder, cut to ``limit`` docs and queries.
+    """A :class:`searchkit.eval.beir.EvalSet` of a BEIR folder, cut to ``limit`` docs and queries.
 
     A cut keeps the first ``limit`` corpus lines (copied to a scratch file) and the first
     ``limit`` queries that still have a judged document among them (any queries if none has),
@@ -34,7 +34,7 @@ def load_dataset(root: Path, split: str = "test", limit: int | None = None) -> A
     """
     from dataclasses import replace
 
-    from searchkit.beir import load_beir
+    from searchkit.eval.beir import load_beir
 
     data = load_beir(root, split)
     if not limit:
@@ -53,7 +53,7 @@ def load_dataset(root: Path, split: str = "test", limit: int | None = None) -> A
 
 def _head_corpus(source: Path, out: Path, limit: int) -> set[str]:
     """Copy the first ``limit`` documents of a corpus; returns their ids."""
-    from searchkit.corpus import CorpusReader
+    from searchkit.ingest.corpus import CorpusReader
 
     ids = set()
     with open(out, "w", encoding="utf-8") as f:
@@ -70,7 +70,7 @@ def passages(corpus: Path, limit: int | None = None) -> list[str]:
     """The texts searchkit embeds for a corpus: ``f"{title} {text}"`` (Document.passage)."""
     from itertools import islice
 
-    from searchkit.corpus import CorpusReader
+    from searchkit.ingest.corpus import CorpusReader
 
     return [doc.passage() for doc in islice(CorpusReader(corpus), limit)]
 
@@ -91,7 +91,7 @@ def bench_index(
     """
     from searchkit import Manifest
     from searchkit.backends import DEFAULT_KIND
-    from searchkit.evaluate import ensure_index
+    from searchkit.eval.evaluate import ensure_index
 
     kind = kind or DEFAULT_KIND[backend]
     suffix = "" if (backend, kind) == ("faiss", "flat") else f"-{backend}-{kind}"
@@ -112,7 +112,7 @@ def index_vectors(path: Path) -> np.ndarray:
     from, so a baseline searches them without embedding again. The index must have no deletions.
     """
     from searchkit import Manifest
-    from searchkit.segment import read_vectors
+    from searchkit.index.segment import read_vectors
 
     manifest = Manifest.read(path)
     if manifest.deleted:

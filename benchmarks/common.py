@@ -205,7 +205,7 @@ def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float
 
 def percentiles(seconds: Sequence[float]) -> dict[str, float]:
     """n, mean, p50, p95 and p99 in milliseconds of durations in seconds (as searchkit eval)."""
-    from searchkit.metrics import percentiles_ms
+    from searchkit.eval.metrics import percentiles_ms
 
     return {"n": len(seconds), **percentiles_ms(list(seconds))} if seconds else {"n": 0}
 

@@ -81,7 +81,7 @@ def main() -> None:
 
 def _inputs(args: Any) -> tuple[np.ndarray, np.ndarray, tuple | None, str]:
     """Memory-mapped vectors (a scratch copy), query vectors, (ids, qids, qrels) when judged."""
-    from searchkit.segment import read_vectors
+    from searchkit.index.segment import read_vectors
 
     if args.synthetic:
         import ann
@@ -99,7 +99,7 @@ def _inputs(args: Any) -> tuple[np.ndarray, np.ndarray, tuple | None, str]:
 def _dataset(args: Any) -> tuple[np.ndarray, np.ndarray, tuple, str]:
     """A dataset index's stored vectors, the embedded queries, (ids, qids, qrels)."""
     from searchkit import Manifest, Searcher
-    from searchkit.encode import Encoder
+    from searchkit.inference.encoder import Encoder
 
     data = benchdata.load_dataset(args.dataset, args.split, args.limit)
     given = args.index is not None and (args.index / "manifest.json").is_file()
@@ -146,7 +146,7 @@ def _search(
 
 
 def _ndcg(found: tuple[np.ndarray, np.ndarray], judged: tuple) -> float:
-    from searchkit.metrics import score_run
+    from searchkit.eval.metrics import score_run
 
     scores, rows = found
     ids, qids, qrels = judged

@@ -1,9 +1,9 @@
 """Hybrid fusion settings swept on one split: RRF k and the weighted dense share.
 
 Each judged query is retrieved once per first stage (``Searcher.search`` with ``mode="dense"``
-and ``mode="lexical"``, top ``--depth``), then fused with ``searchkit.fusion.rrf`` for every
-``--rrf-k`` and ``searchkit.fusion.weighted`` for every ``--weights`` value, exactly as a hybrid
-search fuses them, and every run is scored by ``searchkit.metrics.score_run``. Meant for the
+and ``mode="lexical"``, top ``--depth``), then fused with ``searchkit.query.fusion.rrf`` for every
+``--rrf-k`` and ``searchkit.query.fusion.weighted`` for every ``--weights`` value, exactly as a hybrid
+search fuses them, and every run is scored by ``searchkit.eval.metrics.score_run``. Meant for the
 train split, so the defaults are chosen on queries the test figures do not use. Baselines in
 the same run: dense alone and lexical alone.
 """
@@ -32,7 +32,7 @@ def main() -> None:
         "--weights", type=str, default="0.2,0.3,0.4,0.5,0.6,0.7,0.8", help="dense shares"
     )
     args, header = common.start(parser, NAME)
-    from searchkit.searcher import Searcher
+    from searchkit.query.searcher import Searcher
 
     data = benchdata.load_dataset(args.dataset, args.split, args.limit)
     searcher = Searcher.open(benchdata.bench_index(data, args.index))
@@ -54,7 +54,7 @@ def main() -> None:
 
 def _fused(lists: dict[str, dict[str, Any]], how: str, **params: Any) -> dict[str, list[str]]:
     """Query -> ranked doc ids: one first stage alone, or both fused as search fuses them."""
-    from searchkit.fusion import rrf, weighted
+    from searchkit.query.fusion import rrf, weighted
 
     if how in lists:
         return {q: [h.id for h in hits] for q, hits in lists[how].items()}
@@ -76,7 +76,7 @@ def _fused(lists: dict[str, dict[str, Any]], how: str, **params: Any) -> dict[st
 
 
 def _score(data: Any, runs: dict[str, dict[str, list[str]]]) -> dict[str, Any]:
-    from searchkit.metrics import score_run
+    from searchkit.eval.metrics import score_run
 
     def ranked(ids: list[str]) -> dict[str, float]:
         return {doc: float(len(ids) - i) for i, doc in enumerate(ids)}

@@ -52,7 +52,7 @@ def _schedule(order: str, repeats: int) -> list[str]:
 
 def raw_encode(corpus: Path, scratch: Path, opts: dict[str, Any]) -> dict[str, Any]:
     """Child process: warm a throwaway model, then time a fresh one's bare encode of all texts."""
-    from searchkit.encode import Encoder
+    from searchkit.inference.encoder import Encoder
 
     warm_rss = _warm_up(corpus, opts)
     texts = benchdata.passages(corpus)
@@ -102,7 +102,7 @@ def _warm_up(corpus: Path, opts: dict[str, Any]) -> float:
 
     Returns the peak RSS so far: if the run's peak equals it, the warm-up set the peak.
     """
-    from searchkit.encode import Encoder
+    from searchkit.inference.encoder import Encoder
 
     common.apply_threads(opts["threads"])
     warm = Encoder(opts["model"], batch_size=opts["batch_size"])

@@ -59,9 +59,9 @@ def main() -> None:
     add("--exact-rows", type=common.int_list, help="EXACT_ROWS values (default: searchkit's,0)")
     add("--k", type=int, default=10, help="hits per query")
     args, header = common.start(parser, NAME)
-    import searchkit.view
+    import searchkit.query.view
 
-    args.exact_rows = args.exact_rows or [searchkit.view.EXACT_ROWS, 0]
+    args.exact_rows = args.exact_rows or [searchkit.query.view.EXACT_ROWS, 0]
     data, docs = living_corpus(benchdata.load_dataset(args.dataset, args.split, args.limit))
     texts = list(data.queries.values())[: args.queries]
     paths = {f"{b} {k}": cached_index(data, b, k, args.index_dir) for b, k in args.backends}
@@ -87,7 +87,7 @@ def metadata(doc_id: str) -> dict[str, Any]:
 
 def living_corpus(data: Any) -> tuple[Any, list[dict[str, Any]]]:
     """``data`` with its corpus rewritten with synthetic metadata; the documents (as dicts)."""
-    from searchkit.corpus import CorpusReader
+    from searchkit.ingest.corpus import CorpusReader
 
     out = benchdata.workdir() / f"living-{data.name}.jsonl"
     docs = []
@@ -222,7 +222,7 @@ def write_loop(path: str, pool: list, batch: int, threads: int | None, ready: An
     """The writer process: upsert ``batch`` new documents, delete the previous batch, repeat."""
     common.apply_threads(threads)
     from searchkit import Document
-    from searchkit.writer import IndexWriter
+    from searchkit.ingest.writer import IndexWriter
 
     commits: list[tuple[float, float]] = []  # (finished at, seconds)
     previous: list[str] = []
@@ -247,8 +247,8 @@ def write_loop(path: str, pool: list, batch: int, threads: int | None, ready: An
 
 @contextmanager
 def exact_rows(n: int) -> Iterator[None]:
-    """Run with ``searchkit.view.EXACT_ROWS = n`` (0: every filter goes to the backend)."""
-    import searchkit.view as s
+    """Run with ``searchkit.query.view.EXACT_ROWS = n`` (0: every filter goes to the backend)."""
+    import searchkit.query.view as s
 
     old, s.EXACT_ROWS = s.EXACT_ROWS, n
     try:
@@ -280,7 +280,7 @@ def deletions(name: str, cached: Path, texts: list[str], queries: np.ndarray,
               args: Any) -> tuple[list, bool]:  # fmt: skip
     """Each of STATES, made one after the other on a copy of the index and read by a Searcher
     pinned to it; whether compact kept every stored vector."""
-    from searchkit.writer import IndexWriter
+    from searchkit.ingest.writer import IndexWriter
 
     ids, vectors = stored(cached)
     order = np.random.default_rng(0).permutation(len(ids))
@@ -407,7 +407,7 @@ def tables(results: dict[str, Any], args: Any) -> list[common.Table]:
         table(f"Deletions and compact ({size})", DELETIONS, results["deletions"],
               "Latency excludes the query embedding. recall@k: against numpy brute force over "
               "the live documents' stored vectors. short queries: fewer than k hits. violations: "
-              "deleted documents returned. exact rows: searchkit.view.EXACT_ROWS (0 forces "
+              "deleted documents returned. exact rows: searchkit.query.view.EXACT_ROWS (0 forces "
               "the backend's own filtered search)."),
         table(f"Filters ({size})", FILTERED, results["filters"],
               "recall@k: against numpy brute force over the matching documents' stored vectors; "

@@ -1,11 +1,11 @@
 """Retrieval quality on BEIR datasets: BM25 baseline, searchkit retrieval, searchkit + rerank.
 
 Baseline: bm25s (Lucene BM25, k1=1.5, b=0.75) over ``title + " " + text`` with the PyStemmer
-English stemmer and English stopwords, top 100 per query. searchkit: ``searchkit.evaluate``
+English stemmer and English stopwords, top 100 per query. searchkit: ``searchkit.eval.evaluate``
 on the dataset's index (built or reused, see ``--index-dir``; first stage ``--mode``, by default
 the index's: hybrid for an index with BM25), retrieval alone (top 100) and
 reranked (top ``--candidates`` reranked, the rest of the top 100 below them, as BEIR does).
-Every run is scored by ``searchkit.metrics.score_run`` (trec_eval); latency is per query,
+Every run is scored by ``searchkit.eval.metrics.score_run`` (trec_eval); latency is per query,
 one query at a time, for all three.
 """
 
@@ -19,7 +19,7 @@ import benchdata
 import common
 
 from searchkit.defaults import DEFAULT_CANDIDATES
-from searchkit.metrics import METRICS
+from searchkit.eval.metrics import METRICS
 
 NAME = "quality"
 BM25_DEPTH = 100
@@ -62,7 +62,7 @@ def _all_datasets(split: str) -> list[Path]:
 
 def _dataset(data: Any, args: Any) -> dict[str, Any]:
     """BM25, retrieval and rerank metrics, latencies, and ratios to BM25."""
-    from searchkit.evaluate import evaluate
+    from searchkit.eval.evaluate import evaluate
 
     systems = {"bm25s": bm25(data)}
     path = args.index_dir / data.name if args.index_dir else None
@@ -100,8 +100,8 @@ def bm25(data: Any) -> dict[str, Any]:
     import bm25s
     import Stemmer
 
-    from searchkit.corpus import CorpusReader
-    from searchkit.metrics import score_run
+    from searchkit.eval.metrics import score_run
+    from searchkit.ingest.corpus import CorpusReader
 
     stemmer = Stemmer.Stemmer("english")
     ids, texts = [], []

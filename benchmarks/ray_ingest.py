@@ -1,7 +1,7 @@
 """Ray ingest throughput: docs/s with 1 and 2 embedding workers against a plain build_index.
 
 Baseline: ``build_index(corpus)`` (what ``searchkit index`` runs), one process with torch's
-default threads. searchkit on Ray: ``searchkit.distributed.ingest(corpus, shards=N,
+default threads. searchkit on Ray: ``searchkit.distributed.ingest.ingest(corpus, shards=N,
 address="local", workers=W)`` for each ``--workers`` value: a fresh local Ray instance with the
 machine's CPUs, W embedding actors of one CPU each (so one torch thread each), read tasks,
 ``--shards`` shard tasks, commit. Every run is a fresh spawned process, one after another; with
@@ -76,7 +76,7 @@ def build(corpus: Path, scratch: Path, _workers: int, opts: dict[str, Any]) -> d
 
 def ray_ingest(corpus: Path, scratch: Path, workers: int, opts: dict[str, Any]) -> dict[str, Any]:
     """Child process: a sharded ingest on a fresh local Ray instance, timed."""
-    from searchkit.distributed import ingest
+    from searchkit.distributed.ingest import ingest
 
     report = ingest(
         corpus,

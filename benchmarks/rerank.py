@@ -31,8 +31,8 @@ def main() -> None:
     parser.add_argument("--mode", default=None, help="first stage (default: the index's)")
     parser.add_argument("--batch-size", type=int, default=32, help="pairs per forward pass")
     args, header = common.start(parser, NAME)
-    from searchkit.rerank import Reranker
-    from searchkit.searcher import Searcher
+    from searchkit.inference.reranker import Reranker
+    from searchkit.query.searcher import Searcher
 
     data = benchdata.load_dataset(args.dataset, args.split, args.limit)
     searcher = Searcher.open(benchdata.bench_index(data, args.index))

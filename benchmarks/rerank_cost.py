@@ -1,7 +1,7 @@
 """Rerank cost control: what the candidate depth, the reranker's token cap and early exit each
 cost in nDCG@10 and save in rerank time, on one dataset in one run.
 
-Every setting is a full ``searchkit.evaluate`` run (one query at a time, timed end to end, with
+Every setting is a full ``searchkit.eval.evaluate`` run (one query at a time, timed end to end, with
 the first stage ``--mode``): its retrieval stage (no rerank, the top 100) is the baseline
 measured in the same run, and its rerank stage reranks the top ``candidates``. Settings:
 depths (``--candidates``) at the model's own token limit; caps (``--caps``) at ``--depth``;
@@ -62,7 +62,7 @@ def main() -> None:
 
 
 def _runner(index: Any, data: Any, args: Any) -> Any:
-    from searchkit.evaluate import evaluate
+    from searchkit.eval.evaluate import evaluate
 
     def run(**options: Any) -> dict[str, Any]:
         r = evaluate(
@@ -92,7 +92,7 @@ def _runner(index: Any, data: Any, args: Any) -> Any:
 
 def _first_stage_gaps(index: Any, data: Any, args: Any) -> np.ndarray:
     """Per query, how far the first stage's top hit leads the second (its own score units)."""
-    from searchkit.searcher import Searcher
+    from searchkit.query.searcher import Searcher
 
     searcher = Searcher.open(index, query_cache=0)
     gaps = []
@@ -122,7 +122,7 @@ def _table(results: dict[str, Any], args: Any, data: Any) -> common.Table:
             "truncated",
             "early exit",
         ],  # fmt: skip
-        note="Each row is one searchkit.evaluate run: 'first stage alone' is its retrieval "
+        note="Each row is one searchkit.eval.evaluate run: 'first stage alone' is its retrieval "
         "nDCG@10, 'x first stage' its rerank stage's mean query time over its retrieval "
         "stage's (same run); truncated = pairs longer than the reranker read / pairs scored.",
     )

@@ -2,7 +2,7 @@
 
 Each judged query's top ``--candidates`` first-stage hits (``--mode``, default the index's) are
 scored by the reranker once, in batches; then for every ``--weights`` value ``w`` they are
-ranked by ``searchkit.fusion.blend_rerank`` (``w * reranker + (1 - w) * first stage``, each
+ranked by ``searchkit.query.fusion.blend_rerank`` (``w * reranker + (1 - w) * first stage``, each
 min-max normalized over the candidates; ``w = 1`` is plain reranking, ``w = 0`` the first
 stage), the rest of the top 100 kept below them in first-stage order, and scored with
 trec_eval, exactly as ``searchkit eval --rerank-weight w`` ranks and scores them (without its
@@ -31,8 +31,8 @@ def main() -> None:
     )
     parser.add_argument("--mode", default=None, help="first stage (default: the index's)")
     args, header = common.start(parser, NAME)
-    from searchkit.rerank import Reranker
-    from searchkit.searcher import Searcher
+    from searchkit.inference.reranker import Reranker
+    from searchkit.query.searcher import Searcher
 
     data = benchdata.load_dataset(args.dataset, args.split, args.limit)
     # an existing index is used as is (a re-embedded one was built from an exported corpus)
@@ -80,8 +80,8 @@ def _passage(hit: Any) -> str:
 def _ndcg(data: Any, ids: list[str], hits: list[Any], scores: Any, n: int, w: float) -> float:
     import numpy as np
 
-    from searchkit.fusion import blend_rerank
-    from searchkit.metrics import score_run
+    from searchkit.eval.metrics import score_run
+    from searchkit.query.fusion import blend_rerank
 
     run, start = {}, 0
     for q, hs in zip(ids, hits, strict=True):

@@ -43,7 +43,7 @@ def main() -> None:
     )
     parser.add_argument("--batch-size", type=int, default=32, help="texts or pairs per batch")
     args, header = common.start(parser, NAME)
-    from searchkit.corpus import CorpusReader
+    from searchkit.ingest.corpus import CorpusReader
 
     data = benchdata.load_dataset(args.dataset, args.split, args.limit)
     docs = list(CorpusReader(data.corpus))
@@ -80,7 +80,7 @@ def _alternating(models: dict[str, Any], work: Callable[[Any], Any], rounds: int
 
 
 def _encoders(args: Any, data: Any, corpus: dict) -> tuple[dict, dict[str, list[str]]]:
-    from searchkit.encode import Encoder
+    from searchkit.inference.encoder import Encoder
 
     models = _load(Encoder, args.encoders, args)
     sample = corpus["texts"][: args.speed_docs]
@@ -116,7 +116,7 @@ def _encoders(args: Any, data: Any, corpus: dict) -> tuple[dict, dict[str, list[
 def _rerankers(args: Any, data: Any, corpus: dict, stage: dict[str, list[str]]) -> dict:
     from scipy.stats import spearmanr
 
-    from searchkit.rerank import Reranker
+    from searchkit.inference.reranker import Reranker
 
     models = _load(lambda **kw: Reranker(str(args.reranker), **kw), args.rerankers, args)
     passages = dict(zip(corpus["ids"], corpus["texts"], strict=True))
@@ -148,7 +148,7 @@ def _rerankers(args: Any, data: Any, corpus: dict, stage: dict[str, list[str]]) 
 
 
 def _ndcg(data: Any, run: dict) -> float:
-    from searchkit.metrics import score_run
+    from searchkit.eval.metrics import score_run
 
     return score_run({q: data.qrels[q] for q in run}, run)["nDCG@10"]
 

@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--index-docs", type=int, default=300, help="passages in the LRU index")
     parser.add_argument("--lru-queries", type=int, default=50, help="queries timed for the LRU")
     args, header = common.start(parser, NAME)
-    from searchkit.encode import Encoder
+    from searchkit.inference.encoder import Encoder
 
     data = benchdata.load_dataset(args.dataset, args.split, args.limit)
     texts = benchdata.passages(data.corpus)
@@ -116,7 +116,7 @@ def _tokenization(encoder: Any, sample: list[str]) -> dict[str, float]:
 def _threads(sample: list[str], args: Any) -> dict[str, dict[str, float]]:
     import torch
 
-    from searchkit.encode import Encoder
+    from searchkit.inference.encoder import Encoder
 
     default = torch.get_num_threads()
     settings = {}

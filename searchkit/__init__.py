@@ -13,8 +13,6 @@ Example::
 from __future__ import annotations
 
 from searchkit._version import __version__
-from searchkit.build import BuildReport, build_index
-from searchkit.corpus import CorpusReader
 from searchkit.errors import (
     CorpusError,
     CorruptIndex,
@@ -30,10 +28,12 @@ from searchkit.errors import (
     SearchkitError,
     UnknownBackend,
 )
-from searchkit.manifest import Manifest
+from searchkit.index.manifest import Manifest
+from searchkit.ingest.build import BuildReport, build_index
+from searchkit.ingest.corpus import CorpusReader
+from searchkit.ingest.writer import CommitReport, IndexWriter
 from searchkit.models import Document, Hit, Hits, Passage
-from searchkit.searcher import Searcher, verify_index
-from searchkit.writer import CommitReport, IndexWriter
+from searchkit.query.searcher import Searcher, verify_index
 
 __all__ = [
     "BuildReport",

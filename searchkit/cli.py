@@ -23,7 +23,7 @@ from searchkit.defaults import (
     DEFAULT_WEIGHT,
 )
 from searchkit.errors import SearchkitError
-from searchkit.resolve import DEFAULT_ENCODER, DEFAULT_RERANKER
+from searchkit.inference.resolve import DEFAULT_ENCODER, DEFAULT_RERANKER
 
 app = typer.Typer(
     help="Two-stage semantic search: index a JSONL corpus, then query it.",
@@ -184,8 +184,8 @@ def index(
     as_json: JsonOpt = False,
 ) -> None:
     """Build an index from a corpus, e.g. searchkit index corpus.jsonl --backend hnswlib"""
-    from searchkit.build import build_index
     from searchkit.errors import InvalidParameter
+    from searchkit.ingest.build import build_index
     from searchkit.report import print_build
 
     params = {
@@ -198,7 +198,7 @@ def index(
     }
     with _errors():
         if ray is not None:
-            from searchkit.distributed import ingest
+            from searchkit.distributed.ingest import ingest
 
             build = partial(
                 ingest, shards=shards or 1, address=ray, workers=workers, lexical=lexical or "none",
@@ -235,7 +235,7 @@ def query(
         str | None,
         typer.Option(
             help="Metadata filter, e.g. 'year >= 2020 and source = \"pubmed\"' "
-            "(see searchkit.filters)."
+            "(see searchkit.query.filters)."
         ),
     ] = None,
     mode: ModeOpt = None,
@@ -261,9 +261,9 @@ def query(
     as_json: JsonOpt = False,
 ) -> None:
     """Search an index, e.g. searchkit query "how do vaccines work" -k 5 --where 'year >= 2020'"""
-    from searchkit.paths import locate_index
+    from searchkit.index.paths import locate_index
+    from searchkit.query.searcher import Searcher
     from searchkit.report import print_hits
-    from searchkit.searcher import Searcher
 
     with _errors():
         path, why = locate_index(index)
@@ -320,7 +320,7 @@ def eval_(
 ) -> None:
     """Measure nDCG@10, MRR@10, Recall@10/100, MAP@100 and latency on judged queries,
     e.g. searchkit eval --dataset ../shared/data/beir/scifact --split test --mode hybrid"""
-    from searchkit.evaluate import evaluate, prepare
+    from searchkit.eval.evaluate import evaluate, prepare
     from searchkit.report import print_eval
 
     build = {
@@ -352,9 +352,9 @@ def info(
     as_json: JsonOpt = False,
 ) -> None:
     """Show what is in an index: documents, models, backend, files."""
-    from searchkit.paths import locate_index
+    from searchkit.index.paths import locate_index
+    from searchkit.index.sharded import read_manifest
     from searchkit.report import print_manifest
-    from searchkit.shards import read_manifest
 
     with _errors():
         path, _ = locate_index(index)
@@ -379,8 +379,8 @@ def add(
 ) -> None:
     """Upsert documents: new ids are added, changed ones replaced, unchanged ones kept,
     e.g. searchkit add indexes/docs new.jsonl"""
+    from searchkit.ingest.writer import IndexWriter
     from searchkit.report import print_commit
-    from searchkit.writer import IndexWriter
 
     with _errors(), IndexWriter.open(index, batch_size=batch_size, progress=progress) as writer:
         report = writer.add_corpus(corpus, id_field=id_field, skip_invalid=skip_invalid)
@@ -395,8 +395,8 @@ def delete(
     as_json: JsonOpt = False,
 ) -> None:
     """Delete documents by id, e.g. searchkit delete indexes/docs --ids a17,b42"""
+    from searchkit.ingest.writer import IndexWriter, read_ids
     from searchkit.report import print_commit
-    from searchkit.writer import IndexWriter, read_ids
 
     with _errors():
         wanted = read_ids(ids, ids_file)
@@ -408,8 +408,8 @@ def delete(
 @app.command()
 def compact(index: IndexArg, as_json: JsonOpt = False) -> None:
     """Rewrite the index without deleted documents (no re-embedding), e.g. after many deletes."""
+    from searchkit.ingest.writer import IndexWriter
     from searchkit.report import print_commit
-    from searchkit.writer import IndexWriter
 
     with _errors(), IndexWriter.open(index) as writer:
         report = writer.compact()
@@ -419,8 +419,8 @@ def compact(index: IndexArg, as_json: JsonOpt = False) -> None:
 @app.command()
 def verify(index: IndexArg, as_json: JsonOpt = False) -> None:
     """Re-check every file's checksum and the docstore/vector counts of an index."""
+    from searchkit.query.searcher import verify_index
     from searchkit.report import print_verified
-    from searchkit.searcher import verify_index
 
     with _errors():
         manifest = verify_index(index)
@@ -459,8 +459,8 @@ def serve(
     """Serve an index over HTTP: search, info, upsert and delete (docs at /docs),
     e.g. searchkit serve indexes/docs --port 8000"""
     with _errors():
-        from searchkit.server import create_app, run
-        from searchkit.service import ServerConfig
+        from searchkit.serve.app import create_app, run
+        from searchkit.serve.service import ServerConfig
 
         config = ServerConfig.from_options(
             batch_window_ms=batch_window_ms, max_batch=max_batch, max_k=max_k,

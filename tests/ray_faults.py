@@ -1,7 +1,7 @@
 """Faults injected into Ray worker processes by test_ray.py, as a ``worker_process_setup_hook``.
 
 Ray runs the hook in every worker process of the job when it starts (a restarted actor too),
-so the code under test runs unchanged: only ``searchkit.ingest_tasks.write_part`` is wrapped.
+so the code under test runs unchanged: only ``searchkit.distributed.tasks.write_part`` is wrapped.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from searchkit import CorpusError, IndexExists, Manifest, Searcher, build_index
-from searchkit.fsio import sha256_file
-from searchkit.runtimes import Runtime
+from searchkit.index.fsio import sha256_file
+from searchkit.inference.runtimes import Runtime
 from tests.conftest import QUERIES, tiny_records, write_jsonl
 
 pytestmark = pytest.mark.slow

@@ -9,12 +9,12 @@ import pytest
 from typer.testing import CliRunner
 
 from searchkit import Document, Searcher, build_index
-from searchkit.chunking import ChunkConfig, Chunker, chunk_config, text_window
 from searchkit.cli import app
-from searchkit.encode import Encoder
 from searchkit.errors import InvalidParameter
-from searchkit.searcher import verify_index
-from searchkit.writer import IndexWriter
+from searchkit.inference.encoder import Encoder
+from searchkit.ingest.chunking import ChunkConfig, Chunker, chunk_config, text_window
+from searchkit.ingest.writer import IndexWriter
+from searchkit.query.searcher import verify_index
 from tests.conftest import write_jsonl
 
 FILLER = (
@@ -187,7 +187,7 @@ def test_cli_json_reports_the_passage(chunked):
 
 
 def test_ray_ingest_refuses_to_chunk(tmp_path):
-    from searchkit.distributed import ingest
+    from searchkit.distributed.ingest import ingest
 
     with pytest.raises(InvalidParameter, match="--no-chunk"):
         ingest(write_jsonl(tmp_path / "c.jsonl", records()), tmp_path / "out", chunk=True)

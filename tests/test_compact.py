@@ -14,8 +14,8 @@ import pytest
 from searchkit import InvalidParameter, Searcher, build_index
 from searchkit.backends import get_backend
 from searchkit.backends.rescore import rescore, search_rescored
-from searchkit.searcher import verify_index
-from searchkit.writer import IndexWriter
+from searchkit.ingest.writer import IndexWriter
+from searchkit.query.searcher import verify_index
 from tests.conftest import QUERIES
 from tests.test_backends import build, exact_top, unit
 
@@ -174,7 +174,7 @@ def test_cli_kind_and_rescore_pass_through(indexes, tmp_path):
 def test_server_requests_offer_rescore_only_for_compact_indexes():
     from pydantic import ValidationError
 
-    from searchkit.schemas import Limits, request_models
+    from searchkit.serve.schemas import Limits, request_models
 
     compact = request_models(Limits(), {"rescore"})["SearchRequest"]
     assert compact(query="tides", rescore=0).rescore == 0

@@ -22,17 +22,17 @@ from typing import Any
 
 import pytest
 
-import searchkit.build
-import searchkit.searcher
-import searchkit.view
+import searchkit.ingest.build
+import searchkit.query.searcher
+import searchkit.query.view
 from searchkit import Document, Searcher, build_index
 from searchkit.backends import get_backend
-from searchkit.encode import Encoder
 from searchkit.errors import IndexLocked
-from searchkit.lock import lock_path
-from searchkit.resolve import DEFAULT_ENCODER
-from searchkit.searcher import verify_index
-from searchkit.writer import IndexWriter
+from searchkit.index.lock import lock_path
+from searchkit.inference.encoder import Encoder
+from searchkit.inference.resolve import DEFAULT_ENCODER
+from searchkit.ingest.writer import IndexWriter
+from searchkit.query.searcher import verify_index
 from tests.conftest import QUERIES, REPO, tiny_records, write_jsonl
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "COLUMNS": "200"}
@@ -50,7 +50,7 @@ WRITER = textwrap.dedent(
     """
     import json, sys, time
     from searchkit import Document
-    from searchkit.writer import IndexWriter
+    from searchkit.ingest.writer import IndexWriter
 
     path, log, rounds, pause = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     docs = json.loads(open(sys.argv[5]).read())  # id -> {title, text, year, topic}
@@ -93,7 +93,7 @@ WRITER = textwrap.dedent(
 HOLDER = textwrap.dedent(
     """
     import sys
-    from searchkit.writer import IndexWriter
+    from searchkit.ingest.writer import IndexWriter
 
     writer = IndexWriter.open(sys.argv[1])
     print("locked", flush=True)
@@ -326,7 +326,7 @@ def test_open_retries_when_a_commit_removes_the_deletions_it_is_reading(tmp_path
     index = build_index(corpus, tmp_path / "idx", progress=False).path
     with IndexWriter.open(index) as w:
         w.delete(["chess"])  # version 2 has deletions/v000002.parquet
-    real = searchkit.view.read_deletions
+    real = searchkit.query.view.read_deletions
     commits = []
 
     def read_deletions(root, manifest):  # noqa: ANN001, ANN202
@@ -335,7 +335,7 @@ def test_open_retries_when_a_commit_removes_the_deletions_it_is_reading(tmp_path
                 commits.append(w.delete(["tides"]).version)  # removes v000002.parquet
         return real(root, manifest)
 
-    monkeypatch.setattr(searchkit.view, "read_deletions", read_deletions)
+    monkeypatch.setattr(searchkit.query.view, "read_deletions", read_deletions)
     s = Searcher.open(index)
     assert commits == [3] and s.manifest.version == 3
     assert {"chess", "tides"}.isdisjoint(s.ids()) and len(s) == 10
@@ -351,7 +351,7 @@ def test_a_reader_opening_during_a_rebuild_gets_the_old_or_the_new_version(
         w.delete(["chess"])  # version 2
     rebuild = [r for r in tiny_records() if r["_id"] != "tides"]
     corpus = write_jsonl(tmp_path / "rebuild.jsonl", rebuild)
-    real_commit = searchkit.build._commit
+    real_commit = searchkit.ingest.build._commit
     opened: list[object] = []
 
     def commit(root, out, manifest):  # noqa: ANN001, ANN202
@@ -361,7 +361,7 @@ def test_a_reader_opening_during_a_rebuild_gets_the_old_or_the_new_version(
             opened.append(err)
         return real_commit(root, out, manifest)
 
-    monkeypatch.setattr(searchkit.build, "_commit", commit)
+    monkeypatch.setattr(searchkit.ingest.build, "_commit", commit)
     build_index(corpus, index, force=True, progress=False)
     assert opened == [2]  # CorruptIndex today: the rebuild replaced segments/s000001 early
     s = Searcher.open(index)

@@ -35,13 +35,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-import searchkit.build
+import searchkit.ingest.build
 from searchkit import Document, Searcher, build_index
-from searchkit.encode import Encoder
-from searchkit.manifest import MANIFEST, Manifest
-from searchkit.resolve import DEFAULT_ENCODER
-from searchkit.searcher import verify_index
-from searchkit.writer import IndexWriter
+from searchkit.index.manifest import MANIFEST, Manifest
+from searchkit.inference.encoder import Encoder
+from searchkit.inference.resolve import DEFAULT_ENCODER
+from searchkit.ingest.writer import IndexWriter
+from searchkit.query.searcher import verify_index
 from tests.conftest import REPO, tiny_records, write_jsonl
 
 pytestmark = pytest.mark.slow
@@ -351,7 +351,7 @@ def next_writer(s: Sweep, job: Job, index: Path, state: dict | None) -> list[str
     problems = []
     if state is None:  # a new index killed before it existed: build it again
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(searchkit.build, "Encoder", lambda *args, **kwargs: s.encoder)
+            patch.setattr(searchkit.ingest.build, "Encoder", lambda *args, **kwargs: s.encoder)
             build_index(s.base_corpus, index, backend=job.backend, progress=False)
         version, docs = 1, docs_of(tiny_records())
     else:
@@ -459,7 +459,7 @@ def test_a_failed_rebuild_leaves_the_index_it_was_replacing(tmp_path, monkeypatc
     def no_switch(*args: object) -> None:
         raise OSError(28, "No space left on device")  # e.g. writing manifest.json fails
 
-    monkeypatch.setattr(searchkit.build, "_commit", no_switch)
+    monkeypatch.setattr(searchkit.ingest.build, "_commit", no_switch)
     rebuild = write_jsonl(tmp_path / "rebuild.jsonl", REBUILD_RECORDS)
     with pytest.raises(OSError, match="No space left"):
         build_index(rebuild, index, force=True, progress=False)

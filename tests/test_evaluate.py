@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from searchkit import DatasetError, IndexExists
-from searchkit.beir import load_beir
-from searchkit.evaluate import ensure_index, evaluate
-from searchkit.metrics import score_run
+from searchkit.eval.beir import load_beir
+from searchkit.eval.evaluate import ensure_index, evaluate
+from searchkit.eval.metrics import score_run
 from tests.conftest import QUERIES, tiny_records, write_jsonl
 
 

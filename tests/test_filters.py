@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from searchkit.errors import FilterError, InvalidParameter
-from searchkit.filters import Filter, compile_filter, fields_table, matching
+from searchkit.index.fields import fields_table
+from searchkit.query.filters import Filter, compile_filter, matching
 
 DOCS = {
     "d0": {"year": 2019, "source": "pubmed", "lang": "en", "score": 0.1, "draft": True},

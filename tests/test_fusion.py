@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from searchkit.errors import InvalidParameter
-from searchkit.fusion import check_fusion, rrf, weighted
+from searchkit.query.fusion import check_fusion, rrf, weighted
 
 
 def ranked(*rows: list[tuple[int, float]], width: int = 4) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,7 @@
 Generated corpora mix valid records with malformed JSON, binary garbage, BOMs, non-objects,
 wrong field types, empty and huge texts, odd Unicode, duplicate ids, nested and non-finite
 metadata, blank lines, CRLF endings and gzip. An oracle written from the rules documented in
-``searchkit.corpus`` predicts for each file whether it is valid (else the first bad line) and
+``searchkit.ingest.corpus`` predicts for each file whether it is valid (else the first bad line) and
 which documents it holds. Every case must end in a correct index or a ``CorpusError`` naming
 the file and the line, and a failed ``build_index``/``add_corpus``/``upsert`` must leave the
 index (or the missing output folder) exactly as it was.
@@ -32,10 +32,10 @@ from hypothesis import strategies as st
 
 from searchkit import Document, Searcher, build_index
 from searchkit.errors import CorpusError, InvalidParameter
-from searchkit.manifest import Manifest
-from searchkit.searcher import verify_index
-from searchkit.segment import Segment, live_blocks, read_deletions
-from searchkit.writer import IndexWriter
+from searchkit.index.manifest import Manifest
+from searchkit.index.segment import Segment, live_blocks, read_deletions
+from searchkit.ingest.writer import IndexWriter
+from searchkit.query.searcher import verify_index
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +67,7 @@ ASCII_SPACE = b" \t\r\x0b\x0c"  # what a blank line may hold (bytes.strip's whit
 def model_loaded_once() -> Iterator[None]:
     """Every Encoder loads the bi-encoder from disk on its runtime (~1 s); share one copy in
     this module."""
-    import searchkit.runtimes.load as load
+    import searchkit.inference.runtimes.load as load
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(load, "load_on_runtime", functools.cache(load.load_on_runtime))

@@ -22,7 +22,7 @@ from searchkit import (
     verify_index,
 )
 from searchkit.cli import app
-from searchkit.lexical import bm25_query_terms
+from searchkit.index.lexical import bm25_query_terms
 
 GARDEN = {
     "_id": "garden",

@@ -36,10 +36,9 @@ from searchkit import (
     build_index,
     verify_index,
 )
-from searchkit.blocks import parse_block, plan_blocks
-from searchkit.corpus import corpus_sha256
-from searchkit.segment import VectorSpec
-from searchkit.shards import (
+from searchkit.distributed.blocks import parse_block, plan_blocks
+from searchkit.index.segment import VectorSpec
+from searchkit.index.sharded import (
     ShardedManifest,
     ShardEntry,
     ShardHeader,
@@ -50,6 +49,7 @@ from searchkit.shards import (
     verify_sharded,
     write_shard,
 )
+from searchkit.ingest.corpus import corpus_sha256
 from tests.conftest import QUERIES, REPO, tiny_records, write_jsonl
 from tests.ray_faults import KILL_BLOCK, KILL_MARKER
 
@@ -231,7 +231,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def sharded_ingest(corpus: Path, out: Path, **options) -> object:
-    from searchkit.distributed import ingest
+    from searchkit.distributed.ingest import ingest
 
     return ingest(
         corpus, out, shards=SHARDS, backend="exact", block_docs=BLOCK_DOCS, progress=False,
@@ -366,7 +366,7 @@ def test_exact_shards_return_what_one_exact_index_returns(sharded: Path, single:
 
 @pytest.mark.slow
 def test_sharded_index_is_dense_only(sharded: Path, corpus: Path, tmp_path: Path) -> None:
-    from searchkit.distributed import ingest
+    from searchkit.distributed.ingest import ingest
 
     many = Searcher.open(sharded)
     assert many.manifest.lexical is None and many.search("tides", 1, rerank=False).mode == "dense"
@@ -394,7 +394,7 @@ def test_merged_candidates_are_reranked_once(
 
 @pytest.mark.slow
 def test_ray_actors_search_like_threads(sharded: Path, cluster: str) -> None:
-    from searchkit.fanout import ShardedSearcher
+    from searchkit.distributed.fanout import ShardedSearcher
 
     local = Searcher.open(sharded)
     remote = ShardedSearcher(sharded, ray_address=cluster)

@@ -9,7 +9,7 @@ import pytest
 from conftest import QUERIES, tiny_records, write_jsonl
 
 from searchkit import InvalidParameter, Searcher, build_index
-from searchkit.rerank import CHARS_PER_TOKEN, Reranker
+from searchkit.inference.reranker import CHARS_PER_TOKEN, Reranker
 
 pytestmark = pytest.mark.slow
 

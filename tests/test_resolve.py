@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from searchkit import ModelUnavailable, resolve
-from searchkit.resolve import canonical_name, load_model, resolve_model
+from searchkit.inference.resolve import canonical_name, load_model, resolve_model
 
 
 def test_short_and_full_names_resolve_to_the_installed_offline_copy():

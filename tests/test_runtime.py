@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from searchkit import build_index
-from searchkit.encode import Encoder
 from searchkit.errors import InvalidParameter, RuntimeMismatchWarning, RuntimeUnavailable
-from searchkit.manifest import Manifest
-from searchkit.rerank import Reranker
-from searchkit.runtimes import RUNTIMES, Runtime, from_manifest
-from searchkit.runtimes import cache as runtime_cache
-from searchkit.searcher import QueryCache, Searcher
+from searchkit.index.manifest import Manifest
+from searchkit.inference.encoder import Encoder
+from searchkit.inference.reranker import Reranker
+from searchkit.inference.runtimes import RUNTIMES, Runtime, from_manifest
+from searchkit.inference.runtimes import cache as runtime_cache
+from searchkit.query.searcher import QueryCache, Searcher
 from tests.conftest import DOCS, QUERIES
 
 TEXTS = [x for _, _, x in DOCS] + list(QUERIES)
@@ -80,7 +80,7 @@ def test_unavailable_runtime_names_the_extra(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_bf16_falls_back_without_cpu_support(monkeypatch: pytest.MonkeyPatch) -> None:
-    import searchkit.runtimes as runtimes
+    import searchkit.inference.runtimes as runtimes
     from searchkit.errors import PrecisionFallbackWarning
 
     monkeypatch.setattr(runtimes, "cpu_has_bf16", lambda: False)

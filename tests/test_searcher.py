@@ -19,8 +19,8 @@ from searchkit import (
     RerankerUnavailableWarning,
     Searcher,
 )
-from searchkit.rerank import Reranker
-from searchkit.resolve import DEFAULT_RERANKER
+from searchkit.inference.reranker import Reranker
+from searchkit.inference.resolve import DEFAULT_RERANKER
 from tests.conftest import QUERIES
 
 pytestmark = pytest.mark.slow
@@ -166,7 +166,7 @@ def test_model_dimension_mismatch(index_copy, tmp_path):
     """A real 128-d model (MiniLM plus a projection) cannot query a 384-d index."""
     from sentence_transformers import SentenceTransformer, models
 
-    from searchkit.resolve import resolve_model
+    from searchkit.inference.resolve import resolve_model
 
     base = SentenceTransformer(resolve_model("all-MiniLM-L6-v2")[0])
     dense = models.Dense(in_features=384, out_features=128)

@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from searchkit import Hit, Hits, Manifest, verify_index
-from searchkit.lock import WriterLock, lock_path
-from searchkit.writer import IndexWriter
+from searchkit.index.lock import WriterLock, lock_path
+from searchkit.ingest.writer import IndexWriter
 from tests.conftest import QUERIES, REPO
 
 pytestmark = pytest.mark.slow
@@ -335,8 +335,8 @@ def test_sigterm_lets_the_write_in_flight_commit(server):
 
 
 def test_micro_batcher_groups_equal_options_and_isolates_a_bad_query():
-    from searchkit.batching import MicroBatcher
     from searchkit.errors import InvalidParameter
+    from searchkit.serve.batching import MicroBatcher
 
     calls: list[tuple[int, list[str]]] = []
 

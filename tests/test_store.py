@@ -5,8 +5,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pyarrow.parquet as pq
 
+from searchkit.index.docstore import ROW_GROUP_ROWS, DocStore, DocStoreWriter
 from searchkit.models import Document
-from searchkit.store import ROW_GROUP_ROWS, DocStore, DocStoreWriter
 
 
 def test_take_returns_rows_in_asked_order_across_row_groups(tmp_path):

@@ -15,7 +15,7 @@ import pytest
 
 from searchkit import Searcher
 from searchkit.errors import DatasetError, IndexExists, InvalidParameter
-from searchkit.fusion import blend_rerank
+from searchkit.query.fusion import blend_rerank
 from searchkit.training.data import (
     TrainQuery,
     load_pairs_jsonl,

@@ -10,8 +10,8 @@ import pytest
 
 from searchkit import Document, Searcher, build_index
 from searchkit.errors import FilterError, IndexLocked, InvalidParameter
-from searchkit.searcher import verify_index
-from searchkit.writer import IndexWriter, read_ids
+from searchkit.ingest.writer import IndexWriter, read_ids
+from searchkit.query.searcher import verify_index
 from tests.conftest import QUERIES, tiny_records, write_jsonl
 
 BACKENDS = [

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from searchkit.errors import IndexExists, InvalidParameter
-from searchkit.metrics import score_run
+from searchkit.eval.metrics import score_run
 from searchkit.training.data import TrainQuery, qrels_of, split_heldout
 from searchkit.training.mining import (
     Candidate,

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from searchkit.beir import load_beir, load_eval_set
 from searchkit.errors import DatasetError, InvalidParameter
+from searchkit.eval.beir import load_beir, load_eval_set
 
 
 @dataclass

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from searchkit.resolve import canonical_name, load_st_model
-from searchkit.searcher import Searcher
+from searchkit.inference.resolve import canonical_name, load_st_model
+from searchkit.query.searcher import Searcher
 from searchkit.training.common import (
     Clock,
     TrainReport,

@@ -17,7 +17,7 @@ import numpy as np
 from searchkit.errors import DatasetError
 from searchkit.models import Document, Hit
 from searchkit.progress import TaskProgress
-from searchkit.searcher import Searcher
+from searchkit.query.searcher import Searcher
 from searchkit.training.data import TrainQuery
 
 QUERY_BATCH = 32  # queries per search_batch call while mining

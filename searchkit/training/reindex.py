@@ -11,9 +11,9 @@ import json
 import tempfile
 from pathlib import Path
 
-from searchkit.build import BuildReport, build_index
 from searchkit.errors import IndexExists, InvalidParameter
-from searchkit.searcher import Searcher
+from searchkit.ingest.build import BuildReport, build_index
+from searchkit.query.searcher import Searcher
 from searchkit.training.mining import iter_documents
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from searchkit.defaults import DEFAULT_CANDIDATES
-from searchkit.resolve import canonical_name, load_st_model
-from searchkit.searcher import Searcher
+from searchkit.inference.resolve import canonical_name, load_st_model
+from searchkit.query.searcher import Searcher
 from searchkit.training.common import (
     Clock,
     TrainReport,

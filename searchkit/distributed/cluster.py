@@ -1,0 +1,123 @@
+"""Ray connection and the Ray actors that search shards (the Ray side of ``searchkit.distributed.fanout``).
+
+``ray_session`` joins a cluster for the length of a block, or uses the connection this process
+already has. ``RayShards`` opens each shard of an index in a Ray actor and asks them all in
+parallel; the query is embedded and reranked by the caller, once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from searchkit.errors import InvalidParameter, SearchkitError
+from searchkit.query.filters import Filter
+
+try:
+    import ray
+    import ray.data
+except ImportError:  # pragma: no cover - the ray extra is optional
+    raise SearchkitError(
+        "this needs Ray: pip install 'searchkit[ray]' (or pip install 'ray[data]')"
+    ) from None
+
+# the driver's model settings, handed to the workers of a cluster this process starts or joins
+PASS_ENV = ("HF_HUB_OFFLINE", "HF_HOME", "TRANSFORMERS_OFFLINE", "SENTENCE_TRANSFORMERS_HOME")
+
+
+@contextmanager
+def ray_session(address: str | None) -> Iterator[None]:
+    """Connected to Ray for the block: joins ``address`` unless this process already is, and
+    disconnects (stopping a ``local`` instance) only if it connected."""
+    if ray.is_initialized():
+        yield
+        return
+    env = {name: os.environ[name] for name in PASS_ENV if name in os.environ}
+    try:
+        ray.init(
+            address=address,
+            log_to_driver=False,  # workers' output must not reach our stdout (--json)
+            logging_level=logging.WARNING,
+            runtime_env={"env_vars": env} if env else None,
+        )
+    except (ConnectionError, ValueError, RuntimeError) as err:
+        raise InvalidParameter(
+            f"cannot connect to the Ray cluster at {address!r} ({last_line(err)}); start one "
+            "with: ray start --head, or pass --ray local"
+        ) from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def cluster_cpus() -> int:
+    """CPUs of the connected cluster (at least 1)."""
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def last_line(err: BaseException) -> str:
+    """The last line of a (Ray) error: the original exception, without Ray's traceback."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__
+
+
+class _ShardServer:
+    """Query actor: one shard, opened on the node that runs the actor."""
+
+    def __init__(self, path: str, verify: bool) -> None:
+        from searchkit.distributed.fanout import Shard
+
+        self.shard = Shard(path, verify=verify)
+
+    def fields(self) -> dict[str, pa.DataType]:
+        return self.shard.fields()
+
+    def ids(self) -> list[str]:
+        return self.shard.ids()
+
+    def retrieve(
+        self, vectors: np.ndarray, depth: int, flt: Filter | None, overrides: dict[str, int | None]
+    ) -> Any:
+        return self.shard.retrieve(vectors, depth, flt, overrides)
+
+
+class RayShards:
+    """The shards of an index searched by Ray actors, one per shard (``searchkit.distributed.fanout``)."""
+
+    def __init__(self, paths: Sequence[Path], verify: bool, address: str) -> None:
+        self._session = ray_session(address)
+        self._session.__enter__()
+        # searching a shard is light next to embedding: the actors take no CPU reservation
+        server = ray.remote(num_cpus=0)(_ShardServer)
+        self.actors = [server.remote(str(p), verify) for p in paths]
+
+    def _all(self, method: str, *args: Any) -> list[Any]:
+        try:
+            return ray.get([getattr(a, method).remote(*args) for a in self.actors])
+        except ray.exceptions.RayError as err:
+            raise SearchkitError(f"searching the shards failed: {last_line(err)}") from None
+
+    def fields(self) -> list[dict[str, pa.DataType]]:
+        return self._all("fields")
+
+    def ids(self) -> list[list[str]]:
+        return self._all("ids")
+
+    def retrieve(
+        self, vectors: np.ndarray, depth: int, flt: Filter | None, overrides: dict[str, int | None]
+    ) -> list[Any]:
+        return self._all("retrieve", vectors, depth, flt, overrides)
+
+    def close(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor)
+        self.actors = []
+        self._session.__exit__(None, None, None)

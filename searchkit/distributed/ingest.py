@@ -1,0 +1,313 @@
+"""Ingest a corpus on a Ray cluster into a sharded index (``searchkit index --ray``).
+
+1. the driver scans the corpus once: its sha256 and blocks of lines (``searchkit.distributed.blocks``);
+2. Ray Data: *read* tasks parse the blocks in parallel with ``CorpusReader``'s rules (a bad
+   line is an error naming file and line); an *embed* actor pool, one bi-encoder per actor,
+   embeds each block and writes it as one part file, replaced atomically under its block's name
+   (the workers' code is ``searchkit.distributed.tasks``);
+3. the driver gathers every block's ids and line numbers and checks ids across blocks;
+4. one Ray task per shard writes an ordinary searchkit index from its parts (block ``i`` goes to
+   shard ``i % N``: deterministic, so a rerun gives the same shards);
+5. the parent manifest is written last and atomically (``searchkit.index.sharded.commit_sharded``).
+
+A killed worker is restarted by Ray and its block is done again: the part is written under the
+same name, so it is neither lost nor counted twice. A bad line fails the whole ingest and leaves
+any index at the output path as it was. The corpus and the output folder must be at the same
+path on every node (a shared filesystem); a gzipped corpus is decompressed by the driver and
+its blocks travel through Ray's object store.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import shutil
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from searchkit.backends import DEFAULT_KIND, get_backend
+from searchkit.backends.base import resolve_params
+from searchkit.distributed.blocks import CorpusPlan, count_lines, plan_blocks
+from searchkit.distributed.cluster import cluster_cpus, last_line, ray, ray_session
+from searchkit.distributed.tasks import PARTS, Embedder, build_shard, read_block, rebuild
+from searchkit.errors import CorpusError, InvalidParameter, SearchkitError
+from searchkit.index.lock import WriterLock
+from searchkit.index.manifest import Manifest
+from searchkit.index.paths import default_index_dir
+from searchkit.index.segment import VectorSpec
+from searchkit.index.sharded import (
+    SHARDS,
+    ShardedManifest,
+    ShardEntry,
+    ShardHeader,
+    commit_sharded,
+    generation,
+)
+from searchkit.inference.resolve import (
+    DEFAULT_ENCODER,
+    DEFAULT_RERANKER,
+    canonical_name,
+    resolve_model,
+)
+from searchkit.inference.runtimes import Runtime
+from searchkit.ingest.build import check_target, staging_dir
+from searchkit.ingest.chunking import ChunkConfig
+from searchkit.ingest.corpus import MAX_SKIPPED_KEPT, SkippedLine
+from searchkit.ingest.writer import BLOCK_DOCS
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What a Ray ingest did; the fields ``print_build`` shows, plus the Ray figures."""
+
+    path: Path
+    manifest: ShardedManifest
+    seconds: float
+    embed_seconds: float
+    workers: int
+    blocks: int
+    skipped_count: int
+    skipped: list[SkippedLine] = field(default_factory=list)
+
+    @property
+    def docs_per_second(self) -> float:
+        """Documents embedded per second, from the first block started to the last written
+        (the actors' model loading excluded, as in ``BuildReport``)."""
+        return self.manifest.documents / max(self.embed_seconds, 1e-9)
+
+
+def ingest(
+    corpus: str | Path,
+    out: str | Path | None = None,
+    *,
+    shards: int = 1,
+    address: str | None = "auto",
+    workers: int | None = None,
+    model: str = DEFAULT_ENCODER,
+    reranker: str = DEFAULT_RERANKER,
+    backend: str = "faiss",
+    kind: str | None = None,
+    params: dict[str, Any] | None = None,
+    lexical: str = "none",
+    chunk: bool = False,
+    id_field: str | None = None,
+    skip_invalid: bool = False,
+    batch_size: int = 32,
+    runtime: str | None = None,
+    precision: str | None = None,
+    block_docs: int = BLOCK_DOCS,
+    force: bool = False,
+    progress: bool = True,
+) -> IngestReport:
+    """Index a JSONL corpus on a Ray cluster into a sharded index at ``out``.
+
+    Takes the arguments of ``build_index``, plus:
+
+    Args:
+        shards: how many shards (ordinary indexes) to write.
+        address: the Ray cluster: ``auto`` (a running one), ``local`` (start one here for this
+            call), ``ray://host:port``, or ``host:port``. Ignored when Ray is already initialized.
+        workers: embedding actors, one model each (default: one per CPU of the cluster).
+        block_docs: corpus lines per block, the unit of work and of retry.
+        lexical: only ``none``: the shards hold vectors only, so a sharded index is searched
+            in dense mode (build without Ray for lexical or hybrid search).
+        chunk: only False: documents longer than the encoder reads are embedded cut, and
+            counted (build without Ray to split them into passages).
+
+    Example::
+
+        report = ingest("big.jsonl", "indexes/big", shards=8, address="auto")
+        print(report.manifest.documents, report.docs_per_second)
+    """
+    started = time.monotonic()
+    out = Path(out) if out is not None else default_index_dir(corpus)
+    if shards < 1 or block_docs < 1 or (workers is not None and workers < 1):
+        raise InvalidParameter("shards, workers and block_docs must be at least 1")
+    if lexical != "none":
+        raise InvalidParameter(
+            f"a sharded index (--ray) holds vectors only, not {lexical!r} lexical data: pass "
+            "--lexical none, or build without --ray for lexical or hybrid search"
+        )
+    if chunk:
+        raise InvalidParameter(
+            "the Ray ingest (--ray) does not split long documents into passages yet: pass "
+            "--no-chunk (chunk=False; documents longer than the encoder reads are cut, and "
+            "counted), or build without --ray to chunk them"
+        )
+    spec = VectorSpec(backend, kind or DEFAULT_KIND[backend], params or {})
+    resolve_params(backend, get_backend(backend).KINDS, spec.kind, spec.params, 1)  # fail early
+    resolve_model(model)  # a model folder that does not exist fails here, not in every actor
+    embedder = (model, batch_size, str(Runtime.parse(runtime, precision, role="encoder")))
+    with WriterLock(out):
+        previous = check_target(out, force)
+        version = (previous or 0) + 1
+        # at least one block per shard, so that no shard is empty on a small corpus
+        plan = plan_blocks(corpus, max(1, min(block_docs, math.ceil(count_lines(corpus) / shards))))
+        staging = staging_dir(out)
+        try:
+            run = _Run(plan, staging, id_field, skip_invalid)
+            with ray_session(address):
+                run.workers = min(workers or cluster_cpus(), len(plan.blocks))
+                run.embed(*embedder, progress)
+                built = run.write_shards(shards, version, reranker, spec)
+            manifest = run.manifest(version, built, address)
+            commit_sharded(staging, out, manifest, replace=previous is not None)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    count, skipped = run.skipped()
+    seconds = time.monotonic() - started
+    return IngestReport(
+        out, manifest, seconds, run.embed_seconds, run.workers, len(plan.blocks), count, skipped
+    )
+
+
+class _Run:
+    """The state of one ingest: the corpus plan, the staging folder, what the workers did."""
+
+    def __init__(
+        self, plan: CorpusPlan, staging: Path, id_field: str | None, skip_invalid: bool
+    ) -> None:
+        self.plan = plan
+        self.staging = staging
+        self.parts = staging / PARTS
+        self.parts.mkdir()
+        self.id_field = id_field
+        self.skip_invalid = skip_invalid
+        self.done: dict[int, dict[str, Any]] = {}
+        self.dropped: dict[int, list[int]] = {}  # block -> rows skipped as duplicate ids
+        self.duplicates: list[SkippedLine] = []
+        self.embed_seconds = 0.0
+        self.workers = 1
+
+    def embed(self, model: str, batch_size: int, runtime: str, progress: bool) -> None:
+        """Read, embed and write every block as a part (Ray Data); check ids across blocks."""
+        with warnings.catch_warnings():
+            # Ray Data warns about its own deprecated settings on every DataContext access
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ray.data.DataContext.get_current().enable_progress_bars = progress
+            rows = iter(self._pipeline(model, batch_size, runtime).iter_rows())
+            try:
+                for row in rows:
+                    summary = json.loads(row["summary"])
+                    if "error" in summary:
+                        raise rebuild(summary["error"])
+                    self.done[summary["block"]] = summary
+            except ray.exceptions.RayError as err:
+                raise SearchkitError(f"the Ray ingest failed: {last_line(err)}") from None
+            finally:
+                getattr(rows, "close", lambda: None)()  # stop the pipeline on an error
+        missing = set(range(len(self.plan.blocks))) - set(self.done)
+        if missing:
+            raise SearchkitError(f"the Ray ingest lost blocks {sorted(missing)}; run it again")
+        self._check_ids()
+        windows = [(s["started"], s["finished"]) for s in self.done.values()]
+        self.embed_seconds = max(w[1] for w in windows) - min(w[0] for w in windows)
+
+    def _pipeline(self, model: str, batch_size: int, runtime: str) -> ray.data.Dataset:
+        """Blocks -> read tasks (parse) -> embed actors (one model each, write the part)."""
+        blocks = [{"block": pickle.dumps(b)} for b in self.plan.blocks]
+        ds = ray.data.from_items(blocks, override_num_blocks=len(blocks))
+        read = {"corpus": str(self.plan.path), "id_field": self.id_field}
+        # parsing is light: it takes no CPU from the embedding actors' reservation, and two
+        # read tasks at a time keep the actors fed
+        ds = ds.map(
+            read_block,
+            fn_kwargs={**read, "skip_invalid": self.skip_invalid},
+            num_cpus=0,
+            compute=ray.data.TaskPoolStrategy(size=2),
+        )
+        return ds.map_batches(
+            Embedder,
+            fn_constructor_kwargs={
+                "model": model,
+                "batch_size": batch_size,
+                "parts": self.parts,
+                "runtime": runtime,
+            },
+            batch_size=1,
+            compute=ray.data.ActorPoolStrategy(size=self.workers),
+            num_cpus=1,
+        )
+
+    def _check_ids(self) -> None:
+        """Duplicate ids across blocks, in corpus order: an error naming both lines, or (with
+        ``skip_invalid``) the later line is skipped as ``CorpusReader`` does."""
+        first: dict[str, int] = {}
+        for number in sorted(self.done):
+            ids, lines = self.done[number]["ids"], self.done[number]["lines"]
+            for row, (doc_id, line) in enumerate(zip(ids, lines, strict=True)):
+                if doc_id not in first:
+                    first[doc_id] = line
+                    continue
+                problem = f"duplicate id {doc_id!r} (first on line {first[doc_id]})"
+                if not self.skip_invalid:
+                    raise CorpusError(self.plan.path, line, problem)
+                self.dropped.setdefault(number, []).append(row)
+                self.duplicates.append(SkippedLine(line, problem))
+        if not first:
+            count, _ = self.skipped()
+            why = f" ({count} invalid lines skipped)" if count else ""
+            raise CorpusError(self.plan.path, None, f"empty corpus: no documents{why}")
+
+    def skipped(self) -> tuple[int, list[SkippedLine]]:
+        """Lines skipped as invalid: how many, and the first ones in corpus order."""
+        lines = [SkippedLine(*s) for d in self.done.values() for s in d["skipped"]]
+        count = sum(d["skipped_count"] for d in self.done.values()) + len(self.duplicates)
+        return count, sorted(lines + self.duplicates, key=lambda s: s.line)[:MAX_SKIPPED_KEPT]
+
+    def corpus_info(self) -> dict[str, Any]:
+        return {
+            "path": str(self.plan.path.resolve()),
+            "sha256": self.plan.sha256,
+            "skipped_lines": self.skipped()[0],
+        }
+
+    def manifest(
+        self, version: int, built: list[tuple[ShardEntry, Manifest]], address: str | None
+    ) -> ShardedManifest:
+        """The parent manifest over the written shards (the parts are no longer needed)."""
+        shutil.rmtree(self.parts, ignore_errors=True)
+        ingested = {
+            "ray_address": address,
+            "workers": self.workers,
+            "worker_threads": max(s["threads"] for s in self.done.values()),
+            "blocks": len(self.plan.blocks),
+            "block_lines": self.plan.blocks[0].lines,
+            "embed_seconds": round(self.embed_seconds, 3),
+        }
+        return ShardedManifest.create(
+            self.staging, version, built, corpus=self.corpus_info(), ingest=ingested
+        )
+
+    def write_shards(
+        self, shards: int, version: int, reranker: str, spec: VectorSpec
+    ) -> list[tuple[ShardEntry, Manifest]]:
+        """One Ray task per shard writes its ordinary index from its blocks' parts."""
+        some = next(iter(self.done.values()))
+        encoder = {k: some[k] for k in ("name", "dim", "max_seq_length", "runtime", "precision")}
+        chunking = ChunkConfig(some["window"], 0, enabled=False).to_dict()
+        header = ShardHeader(encoder, canonical_name(reranker), spec, self.corpus_info(), chunking)
+        truncated = {number: d["truncated"] for number, d in self.done.items()}
+        gen = generation(version)
+        entries = []
+        for number in range(shards):
+            name = f"shard-{number:04d}"
+            blocks = list(range(number, len(self.plan.blocks), shards))
+            entries.append(ShardEntry(name, f"{SHARDS}/{gen}/{name}", 0, blocks))
+        task = build_shard.options(max_retries=3)
+        refs = [
+            task.remote(str(self.staging), e.path, e.blocks, self.dropped, header, truncated)
+            for e in entries
+        ]
+        try:
+            manifests = ray.get(refs)
+        except ray.exceptions.RayError as err:
+            raise SearchkitError(f"writing the shards failed: {last_line(err)}") from None
+        return [
+            (ShardEntry(e.name, e.path, m.documents, e.blocks), m)
+            for e, m in zip(entries, manifests, strict=True)
+        ]

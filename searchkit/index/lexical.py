@@ -1,0 +1,238 @@
+"""Sparse first stages stored in the index: BM25 (bm25s tokenizer, PyStemmer) and SPLADE.
+
+Chosen when the index is built (``--lexical bm25|splade|none``) and recorded in the manifest
+(``lexical``). Each segment stores its documents' terms in ``lexical.npz``: a CSC matrix with
+one column per term and one row per segment row (``indptr``, ``rows``, ``values``), each row's
+length, and for BM25 the segment's vocabulary (its terms joined by newlines, UTF-8). BM25 keeps
+raw term counts; SPLADE the model's term weights over its fixed vocabulary.
+
+BM25 statistics (document count, document frequencies, average length) are not baked into a
+segment: they are computed at query time over the live documents of every segment. So a score
+does not depend on how the index is split into segments (adds, compact) nor on deleted
+documents, and equals bm25s's (``method="lucene"``, k1=1.5, b=0.75, English stopwords and
+Snowball stemmer) over the same live corpus. Lucene also uses index-wide statistics, but
+counts deleted documents until a merge.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from searchkit.defaults import DEFAULT_SPLADE
+from searchkit.errors import InvalidParameter
+from searchkit.models import Document
+
+LEXICAL_KINDS = ("bm25", "splade", "none")
+BM25 = {"method": "lucene", "k1": 1.5, "b": 0.75, "stemmer": "english", "stopwords": "en"}
+
+Terms = tuple[list[Any], np.ndarray]  # a query's terms (BM25 tokens or SPLADE columns), weights
+
+
+def lexical_config(kind: str, splade_model: str = DEFAULT_SPLADE) -> dict[str, Any] | None:
+    """The manifest's ``lexical`` entry for a first stage (None for ``none``); ``splade_model``
+    is the model's canonical name (``searchkit.inference.resolve.canonical_name``)."""
+    if kind not in LEXICAL_KINDS:
+        raise InvalidParameter(
+            f"unknown lexical first stage {kind!r}; choose one of: {', '.join(LEXICAL_KINDS)}"
+        )
+    if kind == "none":
+        return None
+    if kind == "bm25":
+        return {"kind": "bm25", **BM25}
+    return {"kind": "splade", "model": splade_model}
+
+
+def tokenize(texts: Sequence[str]) -> tuple[list[list[int]], dict[str, int]]:
+    """bm25s tokens of ``texts``: lower case, English stopwords out, Snowball-stemmed.
+
+    Returns each text's token ids and the vocabulary (token -> id) of this call.
+    """
+    import bm25s
+    import Stemmer
+
+    # a PyStemmer object is not thread-safe, and costs microseconds to make
+    stemmer = Stemmer.Stemmer(BM25["stemmer"])
+    ids, vocab = bm25s.tokenize(
+        list(texts), stopwords=BM25["stopwords"], stemmer=stemmer, show_progress=False
+    )
+    return ids, vocab
+
+
+def bm25_query_terms(query: str) -> Terms:
+    """A query's distinct tokens, each weighted by how often it occurs (as bm25s scores)."""
+    ids, vocab = tokenize([query])
+    tokens = {i: t for t, i in vocab.items()}
+    counts = Counter(tokens[i] for i in ids[0])
+    return list(counts), np.asarray(list(counts.values()), dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Postings:
+    """One segment's terms as a CSC matrix: column c holds ``rows[indptr[c]:indptr[c + 1]]``
+    with their ``values``; ``lengths`` has one entry per segment row."""
+
+    indptr: np.ndarray
+    rows: np.ndarray
+    values: np.ndarray
+    lengths: np.ndarray
+    vocab: dict[str, int] | None  # BM25: term -> column; SPLADE: None (columns are model ids)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @classmethod
+    def load(cls, path: Path, kind: str) -> Postings:
+        """Read ``path`` of a ``kind`` (bm25, splade) index; a BM25 segment whose documents
+        hold no token has an empty vocabulary, not SPLADE's None."""
+        with np.load(path, allow_pickle=False) as f:
+            blob = f["vocab"].tobytes().decode("utf-8")
+            vocab = {t: i for i, t in enumerate(blob.split("\n"))} if blob else {}
+            return cls(
+                f["indptr"], f["rows"], f["values"], f["lengths"], vocab if kind == "bm25" else None
+            )
+
+    def save(self, path: Path) -> None:
+        terms = sorted(self.vocab, key=self.vocab.__getitem__) if self.vocab else []
+        # tokens match \w\w+ (stemmed), so they never hold a newline
+        blob = np.frombuffer("\n".join(terms).encode("utf-8"), dtype=np.uint8)
+        with open(path, "wb") as f:
+            np.savez(f, indptr=self.indptr, rows=self.rows, values=self.values,
+                     lengths=self.lengths, vocab=blob)  # fmt: skip
+
+    def columns(self, terms: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """The columns of ``terms`` this segment has, and the positions of those terms."""
+        if self.vocab is None:
+            cols = np.asarray(terms, dtype=np.int64)
+            found = (cols >= 0) & (cols < len(self.indptr) - 1)
+            return cols[found], np.flatnonzero(found)
+        pairs = [(self.vocab[t], i) for i, t in enumerate(terms) if t in self.vocab]
+        return np.asarray([c for c, _ in pairs], np.int64), np.asarray([i for _, i in pairs], int)
+
+    def column(self, col: int) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = self.indptr[col], self.indptr[col + 1]
+        return self.rows[lo:hi], self.values[lo:hi]
+
+
+class PostingsBuilder:
+    """Collects the terms of one segment's documents, block by block, into ``Postings``.
+
+    Args:
+        config: the manifest's ``lexical`` entry.
+        splade: the SPLADE encoder (for ``kind: splade``).
+    """
+
+    def __init__(self, config: dict[str, Any], splade: Any = None) -> None:
+        self.kind = config["kind"]
+        self._splade = splade
+        self._vocab: dict[str, int] = {}
+        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._lengths: list[np.ndarray] = []
+        self._rows = 0
+
+    def add(self, docs: Sequence[Document]) -> None:
+        texts = [d.passage() for d in docs]
+        if self.kind == "bm25":
+            rows, cols, values, lengths = self._bm25(texts)
+        else:
+            rows, cols, values = self._splade.encode_documents(texts)
+            lengths = np.bincount(rows, minlength=len(texts))
+        self._parts.append((rows + self._rows, cols, values))
+        self._lengths.append(np.asarray(lengths, dtype=np.int32))
+        self._rows += len(texts)
+
+    def _bm25(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        ids, vocab = tokenize(texts)
+        to_segment = np.empty(len(vocab), dtype=np.int64)
+        for token, i in vocab.items():
+            to_segment[i] = self._vocab.setdefault(token, len(self._vocab))
+        rows, cols, counts = [], [], []
+        for row, doc in enumerate(ids):
+            terms, n = np.unique(to_segment[np.asarray(doc, dtype=np.int64)], return_counts=True)
+            rows.append(np.full(len(terms), row, dtype=np.int64))
+            cols.append(terms)
+            counts.append(n)
+        lengths = np.asarray([len(doc) for doc in ids])
+        return _joined(rows), _joined(cols), _joined(counts), lengths
+
+    def build(self) -> Postings:
+        rows, cols, values = (_joined([part[i] for part in self._parts]) for i in range(3))
+        width = len(self._vocab) if self.kind == "bm25" else self._splade.vocab_size
+        width = max(width, int(cols.max(initial=-1)) + 1)
+        order = np.lexsort((rows, cols))
+        indptr = np.zeros(width + 1, dtype=np.int64)
+        np.cumsum(np.bincount(cols, minlength=width), out=indptr[1:])
+        dtype = np.int32 if self.kind == "bm25" else np.float32
+        lengths = np.concatenate(self._lengths or [np.empty(0, np.int32)])
+        vocab = self._vocab if self.kind == "bm25" else None
+        return Postings(indptr, rows[order].astype(np.int32), values[order].astype(dtype),
+                        lengths, vocab)  # fmt: skip
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+
+class SparseRetriever:
+    """The sparse first stage over the segments of one version.
+
+    Args:
+        config: the manifest's ``lexical`` entry.
+        postings: each segment's postings.
+        live: each segment's mask of live rows (None: all live).
+    """
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        postings: Sequence[Postings],
+        live: Sequence[np.ndarray | None],
+    ) -> None:
+        self.config = config
+        self.postings = list(postings)
+        self.live = list(live)
+        self.documents = sum(
+            len(p) if m is None else int(m.sum()) for p, m in zip(postings, live, strict=True)
+        )
+        total = sum(
+            int(p.lengths.sum() if m is None else p.lengths[m].sum())
+            for p, m in zip(postings, live, strict=True)
+        )
+        self.avg_length = total / max(self.documents, 1)
+
+    def scores(self, terms: Terms) -> list[np.ndarray]:
+        """Per segment, every row's score for one query's terms (0: no term matched)."""
+        keys, weights = terms
+        if self.config["kind"] == "bm25":
+            weights = weights * self._idf(keys)
+        return [self._segment(p, keys, weights) for p in self.postings]
+
+    def _segment(self, p: Postings, keys: Sequence[Any], weights: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(p), dtype=np.float32)
+        cols, found = p.columns(keys)
+        bm25 = self.config["kind"] == "bm25"
+        k1, b = self.config.get("k1", 0.0), self.config.get("b", 0.0)
+        for col, weight in zip(cols.tolist(), weights[found].tolist(), strict=True):
+            rows, values = p.column(col)
+            if bm25:  # Lucene's term frequency part, as bm25s method="lucene"
+                norm = k1 * (1 - b + b * p.lengths[rows] / max(self.avg_length, 1e-9))
+                values = values / (values + norm)
+            out[rows] += weight * values
+        return out
+
+    def _idf(self, tokens: Sequence[str]) -> np.ndarray:
+        """Lucene's idf of each token over the live documents: log(1 + (N - df + .5)/(df + .5))."""
+        n = self.documents
+        df = np.zeros(len(tokens))
+        for p, live in zip(self.postings, self.live, strict=True):
+            cols, found = p.columns(tokens)
+            for col, i in zip(cols.tolist(), found.tolist(), strict=True):
+                rows, _ = p.column(col)
+                df[i] += len(rows) if live is None else int(np.count_nonzero(live[rows]))
+        return np.asarray([math.log(1 + (n - d + 0.5) / (d + 0.5)) for d in df])

@@ -1,0 +1,242 @@
+"""Sharded indexes: a parent folder whose manifest lists shards, each an ordinary index.
+
+Layout::
+
+    indexes/big/
+      manifest.json                       kind "sharded": the shards, every file, the counts
+      shards/v000001/shard-0000/          an ordinary searchkit index (manifest, segments/)
+      shards/v000001/shard-0001/ ...
+
+The parent manifest is written last, atomically, once every shard is complete; it records the
+sha256 of each shard's files, so checking it checks everything. ``v000001`` is the parent's
+version: replacing the index (``--force``) writes the next version's shards beside the old
+ones, switches the parent manifest, then removes the old ones. ``Searcher.open`` on a parent
+returns a ``ShardedSearcher`` (see ``searchkit.distributed.fanout``). Shards are written by
+``searchkit.distributed.ingest`` and cannot be changed in place yet (add, delete, compact).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from searchkit._version import __version__
+from searchkit.backends import get_backend
+from searchkit.backends.base import resolve_params
+from searchkit.errors import CorruptIndex, IncompatibleIndex
+from searchkit.index.commit import install_segment, publish, remove, segment_name, staging_segment
+from searchkit.index.fsio import fsync_dir, fsync_tree, sha256_file
+from searchkit.index.manifest import MANIFEST, SHARDED, FileEntry, Manifest, SegmentEntry
+from searchkit.index.segment import Block as Embedded
+from searchkit.index.segment import VectorSpec, write_segment
+
+SHARDS = "shards"
+
+
+@dataclass(frozen=True)
+class ShardEntry:
+    """One shard: an ordinary index at ``path`` (relative to the parent) and its corpus blocks."""
+
+    name: str
+    path: str
+    documents: int
+    blocks: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ShardedManifest(Manifest):
+    """The manifest of a sharded index's parent folder.
+
+    It has every field of ``Manifest``, about the whole index: ``documents`` over all shards,
+    ``segments`` named ``shard-0000/s000001``, and ``files`` holding every file of every shard
+    (and each shard's manifest.json), with paths relative to the parent. ``shards`` lists the
+    shard folders; ``ingest`` says how the index was built (workers, blocks, seconds).
+    """
+
+    kind: str = SHARDED
+    shards: list[ShardEntry] = field(default_factory=list)
+    ingest: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, folder: str | Path) -> ShardedManifest:
+        """Read and check a sharded parent manifest (``IncompatibleIndex`` if it is not one)."""
+        if not is_sharded(folder):
+            raise IncompatibleIndex(f"{folder} is not a sharded index")
+        manifest = super().read(folder)
+        try:
+            return replace(manifest, shards=[ShardEntry(**s) for s in manifest.shards])
+        except TypeError as err:
+            raise CorruptIndex(
+                f"{folder}: malformed shard list ({err}); rebuild the index"
+            ) from None
+
+    @classmethod
+    def create(
+        cls, root: Path, version: int, shards: list[tuple[ShardEntry, Manifest]], **fields: Any
+    ) -> ShardedManifest:
+        """The parent manifest over ``shards`` (entry and manifest), written under ``root``."""
+        files: dict[str, FileEntry] = {}
+        segments: list[SegmentEntry] = []
+        for entry, m in shards:
+            files[f"{entry.name}/manifest"] = FileEntry.of(root, f"{entry.path}/{MANIFEST}")
+            for role, f in m.files.items():
+                files[f"{entry.name}/{role}"] = replace(f, path=f"{entry.path}/{f.path}")
+            segments += [replace(s, name=f"{entry.name}/{s.name}") for s in m.segments]
+        first = shards[0][1]
+        params = [m.backend["params"] for _, m in shards]
+        # IVF sizes its lists per shard: keep the parameters every shard shares
+        common = {k: v for k, v in params[0].items() if all(p.get(k) == v for p in params)}
+        return cls(
+            version=version,
+            encoder=first.encoder,
+            reranker=first.reranker,
+            backend={**first.backend, "params": common},
+            documents=sum(m.documents for _, m in shards),
+            chunking=first.chunking,
+            files=files,
+            searchkit_version=__version__,
+            segments=segments,
+            shards=[e for e, _ in shards],
+            **fields,
+        )
+
+
+def is_sharded(path: str | Path) -> bool:
+    """Whether ``path`` holds the parent folder of a sharded index."""
+    try:
+        data = json.loads((Path(path) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and data.get("kind") == SHARDED
+
+
+def read_manifest(path: str | Path) -> Manifest:
+    """The manifest of an index folder: a ``ShardedManifest`` for a sharded parent."""
+    return ShardedManifest.read(path) if is_sharded(path) else Manifest.read(path)
+
+
+def generation(version: int) -> str:
+    """The folder under ``shards/`` holding the shards of parent version ``version``."""
+    return f"v{version:06d}"
+
+
+@dataclass(frozen=True)
+class ShardHeader:
+    """What every shard of an index records: models, vector index, corpus."""
+
+    encoder: dict[str, Any]
+    reranker: str
+    spec: VectorSpec
+    corpus: dict[str, Any]
+    chunking: dict[str, Any] | None = None  # searchkit.ingest.chunking settings (Ray: never chunks)
+
+
+def write_shard(folder: Path, blocks: Iterable[Embedded], header: ShardHeader) -> Manifest:
+    """Write an ordinary one-segment index into the new, empty ``folder`` from embedded blocks.
+
+    Returns its manifest (written last). A shard with no documents is an index with no segment.
+    """
+    name = segment_name(1)
+    staged = staging_segment(folder, name)
+    spec = header.spec
+    try:
+        written = write_segment(staged, name, blocks, int(header.encoder["dim"]), spec)
+        if written is not None:
+            install_segment(folder, staged, name)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    if written is not None:
+        params = written.params
+    else:
+        kinds = get_backend(spec.backend).KINDS
+        params = resolve_params(spec.backend, kinds, spec.kind, spec.params, 1)
+    manifest = Manifest(
+        version=1,
+        encoder=header.encoder,
+        reranker=header.reranker,
+        backend={"name": spec.backend, "kind": spec.kind, "params": params},
+        documents=written.entry.rows if written else 0,
+        corpus=header.corpus,
+        files=written.files if written else {},
+        searchkit_version=__version__,
+        segments=[written.entry] if written else [],
+        next_segment=2,
+        chunking=header.chunking,
+    )
+    manifest.write(folder)
+    fsync_tree(folder)
+    return manifest
+
+
+def commit_sharded(staging: Path, out: Path, manifest: ShardedManifest, replace: bool) -> None:
+    """Make the sharded index built in ``staging`` the index at ``out``, atomically.
+
+    ``staging`` holds ``shards/<generation>/`` of ``manifest.version``. A new index: write the
+    parent manifest into ``staging`` and rename the folder into place (``out`` is absent or an
+    empty folder). A replacement of the index at ``out``: move the
+    new generation into ``out/shards``, atomically replace ``out/manifest.json`` (the switch),
+    then remove what it no longer names. A crash leaves the old index or the new one.
+    """
+    gen = generation(manifest.version)
+    if not replace:
+        publish(staging, out, manifest)
+        return
+    shards = out / SHARDS
+    shards.mkdir(exist_ok=True)
+    shutil.rmtree(shards / gen, ignore_errors=True)  # a leftover of a killed replacement
+    fsync_tree(staging / SHARDS / gen)
+    os.rename(staging / SHARDS / gen, shards / gen)
+    fsync_dir(shards)
+    manifest.write(out)
+    collect_garbage(out, manifest)
+
+
+def collect_garbage(out: Path, manifest: ShardedManifest) -> None:
+    """Remove what the parent manifest does not name: older shard generations, the segments of
+    a plain index it replaced, temporary files. Only the lock holder may call this."""
+    gen = generation(manifest.version)
+    for path in out.iterdir():
+        if path.name not in (MANIFEST, SHARDS):
+            remove(path)
+    for path in (out / SHARDS).iterdir():
+        if path.name != gen:
+            remove(path)
+    fsync_dir(out)
+
+
+def check_shard_manifests(path: Path, manifest: ShardedManifest, checksums: bool) -> None:
+    """Every file the parent names exists with its size; each shard's manifest.json has its
+    recorded sha256 too when ``checksums`` (each shard checks its own files' sha256)."""
+    manifest.verify(path, checksums=False)
+    if not checksums:
+        return
+    for shard in manifest.shards:
+        entry = manifest.files[f"{shard.name}/manifest"]
+        if sha256_file(path / entry.path) != entry.sha256:
+            raise CorruptIndex(
+                f"{path / entry.path}: shard manifest checksum mismatch; rebuild the index"
+            )
+
+
+def verify_sharded(path: str | Path) -> ShardedManifest:
+    """Re-check every shard (sha256, sizes, row counts) against the parent manifest."""
+    from searchkit.query.searcher import verify_index
+
+    path = Path(path)
+    manifest = ShardedManifest.read(path)
+    check_shard_manifests(path, manifest, checksums=True)
+    for shard in manifest.shards:
+        found = verify_index(path / shard.path).documents
+        if found != shard.documents:
+            raise CorruptIndex(
+                f"{path}: shard {shard.name} has {found} documents, the parent manifest says "
+                f"{shard.documents}; rebuild the index"
+            )
+    if sum(s.documents for s in manifest.shards) != manifest.documents:
+        raise CorruptIndex(f"{path}: the shards' documents do not add up; rebuild the index")
+    return manifest

@@ -1,0 +1,259 @@
+"""Build an index folder from a corpus: stream, embed in blocks, index, commit atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from searchkit._version import __version__
+from searchkit.backends import DEFAULT_KIND, get_backend
+from searchkit.backends.base import resolve_params
+from searchkit.defaults import DEFAULT_LEXICAL, DEFAULT_SPLADE
+from searchkit.errors import IndexError_, IndexExists
+from searchkit.index.commit import (
+    SEGMENTS,
+    install_segment,
+    publish,
+    segment_name,
+    staging_segment,
+    switch,
+)
+from searchkit.index.lexical import PostingsBuilder, lexical_config
+from searchkit.index.lock import WriterLock
+from searchkit.index.manifest import MANIFEST, Manifest
+from searchkit.index.paths import default_index_dir
+from searchkit.index.segment import VectorSpec, WrittenSegment, write_segment
+from searchkit.inference.encoder import Encoder
+from searchkit.inference.resolve import DEFAULT_ENCODER, DEFAULT_RERANKER, canonical_name
+from searchkit.inference.sparse import splade_for
+from searchkit.ingest.chunking import Chunker, chunk_config, text_window
+from searchkit.ingest.corpus import CorpusReader, SkippedLine
+from searchkit.ingest.writer import embedded, in_blocks
+from searchkit.models import Document
+from searchkit.progress import BuildProgress
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What a build did: where the index is, its manifest, timings and skipped lines."""
+
+    path: Path
+    manifest: Manifest
+    seconds: float
+    embed_seconds: float
+    skipped_count: int
+    skipped: list[SkippedLine]
+
+    @property
+    def docs_per_second(self) -> float:
+        """Documents embedded per second (model loading excluded)."""
+        return self.manifest.documents / max(self.embed_seconds, 1e-9)
+
+
+def build_index(
+    corpus: str | Path,
+    out: str | Path | None = None,
+    *,
+    model: str = DEFAULT_ENCODER,
+    reranker: str = DEFAULT_RERANKER,
+    backend: str = "faiss",
+    kind: str | None = None,
+    params: dict[str, Any] | None = None,
+    lexical: str = DEFAULT_LEXICAL,
+    splade_model: str = DEFAULT_SPLADE,
+    id_field: str | None = None,
+    skip_invalid: bool = False,
+    batch_size: int = 32,
+    runtime: str | None = None,
+    precision: str | None = None,
+    chunk: bool = True,
+    chunk_tokens: int | None = None,
+    chunk_overlap: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> BuildReport:
+    """Index a JSONL corpus into ``out`` (default ``indexes/<corpus name>``).
+
+    The index is written to a temporary sibling folder and committed atomically: a crash or a
+    bad line leaves any index already at ``out`` exactly as it was.
+
+    Args:
+        corpus: JSONL file, plain or gzipped.
+        out: index folder to create (or replace, with ``force``).
+        model: bi-encoder (folder, hub name, or ``all-MiniLM-L6-v2``).
+        reranker: CrossEncoder recorded as the index's default reranker.
+        backend: ``faiss``, ``hnswlib`` or ``exact``.
+        kind: ``flat``, ``hnsw`` or ``ivf``; with faiss also the compact vector kinds ``sq8``
+            (8-bit scalar quantized), ``binary`` and ``binary-hnsw`` (sign bits), whose top
+            ``rescore`` candidates are rescored with the float vectors (default: the
+            backend's first).
+        params: build/search parameters (``m``, ``ef_construction``, ``ef_search``, ``nlist``,
+            ``nprobe``, ``rescore``); None values take the defaults.
+        lexical: the sparse first stage stored beside the vectors: ``bm25``, ``splade``
+            or ``none`` (see ``searchkit.index.lexical``).
+        splade_model: the SparseEncoder of ``lexical="splade"``.
+        id_field: the corpus' id field (default ``_id``, else ``id``).
+        skip_invalid: skip bad lines (reported in the result) instead of failing.
+        runtime: the bi-encoder's inference runtime (``torch``, ``onnx``, ``openvino``, or
+            ``openvino-int8``; default ``auto``), recorded in the manifest for the queries.
+        precision: ``fp32``, ``bf16`` or ``int8`` when ``runtime`` does not name one.
+        chunk: split documents longer than the encoder reads into overlapping passages
+            (``searchkit.ingest.chunking``); False embeds their start only, and counts them.
+        chunk_tokens: tokens per passage (default: all the encoder reads).
+        chunk_overlap: tokens shared by consecutive passages (default 32).
+        force: replace an existing index at ``out``.
+        progress: draw a progress bar on stderr.
+
+    Example::
+
+        report = build_index("corpus.jsonl", backend="hnswlib")
+        print(report.path, report.manifest.documents, report.docs_per_second)
+    """
+    started = time.monotonic()
+    out = Path(out) if out is not None else default_index_dir(corpus)
+    spec = VectorSpec(backend, kind or DEFAULT_KIND[backend], params or {})
+    resolve_params(backend, get_backend(backend).KINDS, spec.kind, spec.params, 1)  # fail early
+    terms = lexical_config(lexical, canonical_name(splade_model))
+    splade = splade_for(terms)
+    reader = CorpusReader(corpus, id_field=id_field, skip_invalid=skip_invalid)
+    with WriterLock(out):
+        previous = check_target(out, force)
+        encoder = Encoder(model, batch_size=batch_size, runtime=runtime, precision=precision)
+        encoder.model  # noqa: B018 - load the models before the progress bar starts
+        window = text_window(encoder.model)
+        chunking = chunk_config(window, chunk_tokens, chunk_overlap, chunk)
+        chunker = Chunker(encoder.model.tokenizer, chunking)
+        if splade is not None:
+            splade.model  # noqa: B018
+        root = out if previous is not None else staging_dir(out)
+        number = _next_segment(out) if previous is not None else 1
+        name = segment_name(number)
+        staged = staging_segment(root, name)
+        try:
+            builder = PostingsBuilder(terms, splade) if terms else None
+            written, embed_seconds = _write(
+                staged, name, reader, (encoder, chunker), spec, builder, progress
+            )
+            install_segment(root, staged, name)
+            manifest = Manifest(
+                version=(previous or 0) + 1,
+                encoder={
+                    "name": encoder.name,
+                    "dim": encoder.dim,
+                    "max_seq_length": encoder.max_seq_length,
+                    **encoder.runtime.to_dict(),
+                },
+                reranker=canonical_name(reranker),
+                backend={"name": backend, "kind": spec.kind, "params": written.params},
+                documents=written.entry.rows,
+                corpus={
+                    "path": str(Path(corpus).resolve()),
+                    "sha256": reader.sha256,
+                    "skipped_lines": reader.skipped_count,
+                },
+                files=written.files,
+                searchkit_version=__version__,
+                segments=[written.entry],
+                next_segment=number + 1,
+                lexical=terms,
+                chunking=chunking.to_dict(),
+            )
+            _commit(root, out, manifest)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+            if root != out:
+                shutil.rmtree(root, ignore_errors=True)
+    seconds = time.monotonic() - started
+    return BuildReport(out, manifest, seconds, embed_seconds, reader.skipped_count, reader.skipped)
+
+
+def _write(
+    staged: Path,
+    name: str,
+    reader: CorpusReader,
+    embedding: tuple[Encoder, Chunker],
+    spec: VectorSpec,
+    lexical: PostingsBuilder | None,
+    progress: bool,
+) -> tuple[WrittenSegment, float]:
+    """Embed the corpus into segment ``name``; returns it and the seconds spent embedding."""
+    encoder, chunker = embedding
+    marks = [time.monotonic()]
+    with BuildProgress(reader.size, enabled=progress) as bar:
+
+        def blocks() -> Iterator[list[Document]]:
+            for block in in_blocks(reader):
+                yield block
+                bar.read_to(reader.position)
+
+        def indexing() -> None:
+            marks.append(time.monotonic())
+            bar.phase(f"indexing ({spec.backend} {spec.kind})")
+
+        vectors = embedded(blocks(), encoder, bar.advance, chunker)
+        written = write_segment(staged, name, vectors, encoder.dim, spec, indexing, lexical)
+    assert written is not None  # the reader raises on an empty corpus
+    return written, marks[-1] - marks[0]
+
+
+def check_target(out: Path, force: bool) -> int | None:
+    """The version of the index at ``out`` (None if there is none, 0 if unreadable); refuse
+    to replace it unless forced, and never replace a folder that is not an index. A plain
+    build and a Ray ingest (``searchkit.distributed.ingest``) may replace each other's indexes."""
+    if out.exists() and not out.is_dir():
+        raise IndexExists(f"{out} is a file, not an index folder; choose another output path")
+    path = out / MANIFEST
+    if not path.exists():
+        if out.exists() and any(out.iterdir()):
+            raise IndexExists(
+                f"{out} exists and is not a searchkit index; choose another output path"
+            )
+        return None
+    if not force:
+        raise IndexExists(f"{out} already holds an index; pass --force (force=True) to replace it")
+    try:  # only the version: the index may be sharded, of an older format, or unreadable
+        version = json.loads(path.read_text(encoding="utf-8"))["version"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return 0
+    return version if isinstance(version, int) else 0
+
+
+def _next_segment(out: Path) -> int:
+    """A segment number the index at ``out`` has never used, so a rebuild in place never
+    touches the segments of the version it replaces until the switch."""
+    try:
+        return Manifest.read(out).next_segment
+    except IndexError_:  # an unreadable or older index: go past whatever is there
+        used = [int(p.name[1:]) for p in (out / SEGMENTS).glob("s*") if p.name[1:].isdigit()]
+        return max(used, default=0) + 1
+
+
+def staging_dir(out: Path) -> Path:
+    """A fresh hidden sibling of ``out``; leftovers of killed builds are removed first (the
+    caller holds the writer lock, so no other build is running)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for old in out.parent.glob(f".{out.name}.build-*"):
+        shutil.rmtree(old, ignore_errors=True)
+    staging = out.parent / f".{out.name}.build-{os.getpid()}-{secrets.token_hex(4)}"
+    staging.mkdir()
+    return staging
+
+
+def _commit(root: Path, out: Path, manifest: Manifest) -> None:
+    """Make the build the index at ``out`` in one atomic step.
+
+    A new index: rename the whole staging folder into place. A replacement: the new segment is
+    already in ``out/segments``; atomically replace manifest.json (the switch), then remove the
+    old segments. Readers and crashes see the old or the new index, never a mix.
+    """
+    if root == out:
+        switch(out, manifest)
+    else:
+        publish(root, out, manifest)

@@ -1,0 +1,435 @@
+"""Change an index in place: upsert and delete documents, compact; one atomic commit per call."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from itertools import islice
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from searchkit.errors import InvalidParameter
+from searchkit.index.commit import (
+    collect_garbage,
+    install_segment,
+    segment_name,
+    stage_deletions,
+    staging_segment,
+    switch,
+)
+from searchkit.index.lexical import PostingsBuilder
+from searchkit.index.lock import WriterLock
+from searchkit.index.manifest import Manifest
+from searchkit.index.segment import (
+    Block,
+    Segment,
+    VectorSpec,
+    live_blocks,
+    read_deletions,
+    write_segment,
+)
+from searchkit.inference.encoder import Encoder
+from searchkit.inference.runtimes import from_manifest
+from searchkit.inference.sparse import splade_for
+from searchkit.ingest.chunking import ChunkConfig, Chunker, text_window
+from searchkit.ingest.corpus import CorpusReader, SkippedLine
+from searchkit.models import Document
+from searchkit.progress import BuildProgress
+
+BLOCK_DOCS = 1024  # documents read, embedded and written at a time: bounds memory
+
+
+@dataclass(frozen=True)
+class CommitReport:
+    """What one change did, and the index after it."""
+
+    path: Path
+    version: int
+    added: int = 0  # new ids
+    replaced: int = 0  # existing ids whose document changed
+    unchanged: int = 0  # existing ids sent again with the same document: not re-embedded
+    deleted: int = 0
+    missing: tuple[str, ...] = ()  # ids asked to be deleted that the index does not have
+    skipped_count: int = 0  # invalid corpus lines skipped (skip_invalid)
+    skipped: tuple[SkippedLine, ...] = ()  # the first of them, with their problems
+    passages: int = 0  # vectors written for the added and replaced documents
+    chunked: int = 0  # of those documents, how many were split into several passages
+    truncated: int = 0  # ... and how many were embedded cut (an index built with --no-chunk)
+    rewritten: int = 0  # live documents rewritten by compact
+    purged: int = 0  # tombstoned rows compact removed
+    documents: int = 0  # live documents after the change
+    tombstones: int = 0  # deleted rows still taking space (until compact)
+    seconds: float = 0.0
+
+
+def embedded(
+    blocks: Iterable[list[Document]],
+    encoder: Encoder,
+    advance: Callable[[int], None] | None = None,
+    chunker: Chunker | None = None,
+) -> Iterator[Block]:
+    """Embed blocks of documents: (documents, normalized vectors) per block, or with a
+    ``chunker`` (documents, one vector per passage, the passages' spans)."""
+    for docs in blocks:
+        if not docs:
+            continue
+        if chunker is None:
+            yield docs, encoder.encode_documents([d.passage() for d in docs], advance)
+            continue
+        texts, spans = chunker.split(docs)
+        step = _scaled(advance, len(texts), len(docs)) if advance is not None else None
+        yield docs, encoder.encode_documents(texts, step), spans
+
+
+def _scaled(advance: Callable[[int], None], passages: int, docs: int) -> Callable[[int], None]:
+    """Progress in documents from progress in passages."""
+    done = [0]
+
+    def step(n: int) -> None:
+        before = docs * done[0] // passages
+        done[0] += n
+        advance(docs * done[0] // passages - before)
+
+    return step
+
+
+def chunker_for(encoder: Encoder, config: dict[str, Any] | None) -> Chunker:
+    """The chunker of an index's recorded settings; none recorded (an index older than
+    chunking): no chunking, but long documents are counted as truncated."""
+    model = encoder.model
+    settings = ChunkConfig(**config) if config else ChunkConfig(text_window(model), enabled=False)
+    return Chunker(model.tokenizer, settings)
+
+
+def in_blocks(docs: Iterable[Document], size: int = BLOCK_DOCS) -> Iterator[list[Document]]:
+    it = iter(docs)
+    while block := list(islice(it, size)):
+        yield block
+
+
+class IndexWriter:
+    """The one writer of an index folder (an exclusive lock), changing it by atomic commits.
+
+    Each ``upsert``, ``add_corpus``, ``delete`` and ``compact`` call is one commit: new files
+    are written, then ``manifest.json`` is switched atomically; a crash or an error leaves the
+    index as it was. Readers that opened an earlier version keep their view.
+
+    Example::
+
+        with IndexWriter.open("indexes/docs") as w:
+            w.upsert([Document("a17", "new text", "Title", {"year": 2024})])
+            w.delete(["b42"])
+    """
+
+    def __init__(self, path: str | Path, *, batch_size: int = 32, progress: bool = False) -> None:
+        self.path = Path(path)
+        self.progress = progress
+        self._lock = WriterLock(self.path).acquire()
+        try:
+            self.manifest = Manifest.read(self.path)
+            self.manifest.verify(self.path, checksums=False)
+            collect_garbage(self.path, self.manifest)  # leftovers of killed writers
+        except BaseException:
+            self._lock.release()
+            raise
+        self.encoder = Encoder(
+            self.manifest.encoder["name"],
+            batch_size=batch_size,
+            runtime=from_manifest(self.manifest.encoder),
+        )
+        self.splade = splade_for(self.manifest.lexical)
+        self._state: _State | None = None
+
+    @classmethod
+    def open(cls, path: str | Path, *, batch_size: int = 32, progress: bool = False) -> IndexWriter:
+        """Open the index at ``path`` for writing; ``IndexLocked`` if another writer has it."""
+        return cls(path, batch_size=batch_size, progress=progress)
+
+    def close(self) -> None:
+        """Release the lock; the writer cannot be used afterwards."""
+        self._lock.release()
+
+    def __enter__(self) -> IndexWriter:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def upsert(self, docs: Iterable[Document]) -> CommitReport:
+        """Add documents with new ids, replace changed ones with known ids, skip unchanged ones."""
+        docs = list(docs)
+        _check_documents(docs)
+        return self._upsert(in_blocks(docs), None)
+
+    def add_corpus(
+        self, corpus: str | Path, *, id_field: str | None = None, skip_invalid: bool = False
+    ) -> CommitReport:
+        """Upsert a JSONL corpus; a bad line fails the whole add and leaves the index unchanged."""
+        reader = CorpusReader(corpus, id_field=id_field, skip_invalid=skip_invalid)
+        return self._upsert(in_blocks(reader), reader)
+
+    def delete(self, ids: Iterable[str]) -> CommitReport:
+        """Delete documents by id; ids the index does not have are reported, not an error."""
+        started = time.monotonic()
+        state = self._current()
+        wanted = list(dict.fromkeys(ids))
+        found = [state.where[i] for i in wanted if i in state.where]
+        missing = tuple(i for i in wanted if i not in state.where)
+        if not found:
+            return self._report(started, missing=missing)
+        deleted = state.deletions_with(found)
+        self._commit(deleted, added=None)
+        return self._report(started, deleted=len(found), missing=missing)
+
+    def compact(self) -> CommitReport:
+        """Rewrite the live documents into one segment without tombstones (no re-embedding)."""
+        started = time.monotonic()
+        m = self.manifest
+        state = self._current()
+        if m.deleted == 0 and len(m.segments) <= 1:
+            return self._report(started)
+        name = segment_name(m.next_segment)
+        staged = staging_segment(self.path, name)
+        try:
+            blocks = live_blocks(state.segments, BLOCK_DOCS)
+            # the terms are made again from the stored documents (BM25: tokenizing is cheap)
+            written = write_segment(
+                staged, name, blocks, m.dim, self._spec(), lexical=self._lexical()
+            )
+            if written is not None:
+                install_segment(self.path, staged, name)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+        self._commit({}, added=written, keep=False)
+        rewritten = written.entry.rows if written is not None else 0
+        return self._report(started, rewritten=rewritten, purged=m.deleted)
+
+    def _upsert(
+        self, blocks: Iterable[list[Document]], reader: CorpusReader | None
+    ) -> CommitReport:
+        started = time.monotonic()
+        state = self._current()
+        m = self.manifest
+        counts: dict[str, Any] = {"added": 0, "replaced": 0, "unchanged": 0}
+        replaced: list[tuple[int, int]] = []
+
+        def changed(block: list[Document], bar: BuildProgress) -> list[Document]:
+            keep = state.changed(block)
+            keep_ids = {d.id for d in keep}
+            for doc in block:
+                where = state.where.get(doc.id)
+                if doc.id not in keep_ids:
+                    counts["unchanged"] += 1
+                elif where is None:
+                    counts["added"] += 1
+                else:
+                    counts["replaced"] += 1
+                    replaced.append(where)
+            if reader is not None:
+                bar.read_to(reader.position)
+            return keep
+
+        name = segment_name(m.next_segment)
+        staged = staging_segment(self.path, name)
+        try:
+            with BuildProgress(reader.size if reader else 0, enabled=self.progress) as bar:
+                new_docs = (changed(block, bar) for block in blocks)
+                written = write_segment(
+                    staged,
+                    name,
+                    embedded(new_docs, self.encoder, bar.advance, self._chunker()),
+                    m.dim,
+                    self._spec(),
+                    lambda: bar.phase("indexing"),
+                    self._lexical(),
+                )
+            if written is not None:
+                install_segment(self.path, staged, name)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+        if written is not None:
+            e = written.entry
+            counts.update(passages=e.passages or e.rows, chunked=e.chunked, truncated=e.truncated)
+        if reader is not None:
+            counts["skipped_count"] = reader.skipped_count
+            counts["skipped"] = tuple(reader.skipped)
+        if written is not None or replaced:
+            self._commit(state.deletions_with(replaced), added=written)
+        return self._report(started, **counts)
+
+    def _chunker(self) -> Chunker:
+        return chunker_for(self.encoder, self.manifest.chunking)
+
+    def _spec(self) -> VectorSpec:
+        b = self.manifest.backend
+        params = dict(b["params"])
+        if "nlist" in params:  # IVF lists are sized for each segment's own row count
+            params["nlist"] = None
+        return VectorSpec(b["name"], b["kind"], params)
+
+    def _lexical(self) -> PostingsBuilder | None:
+        config = self.manifest.lexical
+        return PostingsBuilder(config, self.splade) if config else None
+
+    def _current(self) -> _State:
+        if self._state is None:
+            self._state = _State.load(self.path, self.manifest)
+        return self._state
+
+    def _commit(self, deleted: dict[str, np.ndarray], added, keep: bool = True) -> None:
+        m = self.manifest
+        version = m.version + 1
+        segments = (
+            [replace(s, deleted=len(deleted.get(s.name, ()))) for s in m.segments] if keep else []
+        )
+        files = {role: f for role, f in m.files.items() if role != "deletions"} if keep else {}
+        if added is not None:
+            segments.append(added.entry)
+            files.update(added.files)
+        if (entry := stage_deletions(self.path, version, deleted)) is not None:
+            files["deletions"] = entry
+        live = sum(s.rows - s.deleted for s in segments)
+        self.manifest = replace(
+            m,
+            version=version,
+            documents=live,
+            deleted=sum(s.deleted for s in segments),
+            segments=segments,
+            files=files,
+            next_segment=m.next_segment + 1 if added is not None else m.next_segment,
+        )
+        switch(self.path, self.manifest)
+        self._state = None
+
+    def _report(self, started: float, **counts: object) -> CommitReport:
+        m = self.manifest
+        return CommitReport(
+            self.path,
+            m.version,
+            documents=m.documents,
+            tombstones=m.deleted,
+            seconds=time.monotonic() - started,
+            **counts,
+        )
+
+
+@dataclass
+class _State:
+    """The writer's view of the current version: open segments and where each live id is."""
+
+    segments: list[Segment]
+    deleted: dict[str, np.ndarray]
+    where: dict[str, tuple[int, int]]  # id -> (segment position, row)
+
+    @classmethod
+    def load(cls, root: Path, manifest: Manifest) -> _State:
+        deleted = read_deletions(root, manifest)
+        segments = [Segment(root, manifest, s, deleted[s.name]) for s in manifest.segments]
+        where: dict[str, tuple[int, int]] = {}
+        for position, seg in enumerate(segments):
+            ids = seg.docs.ids()
+            rows = range(len(ids)) if seg.live is None else np.flatnonzero(seg.live).tolist()
+            for row in rows:
+                where[ids[row]] = (position, row)
+        return cls(segments, deleted, where)
+
+    def changed(self, docs: Sequence[Document]) -> list[Document]:
+        """The documents that are new or differ from the live document with their id."""
+        known = [(d, self.where[d.id]) for d in docs if d.id in self.where]
+        same: set[str] = set()
+        for position, seg in enumerate(self.segments):
+            mine = [(d, row) for d, (p, row) in known if p == position]
+            if mine:
+                stored = seg.docs.take([row for _, row in mine])
+                same.update(d.id for (d, _), old in zip(mine, stored, strict=True) if _same(d, old))
+        return [d for d in docs if d.id not in same]
+
+    def deletions_with(self, rows: Iterable[tuple[int, int]]) -> dict[str, np.ndarray]:
+        """This version's tombstones plus ``rows`` ((segment position, row) pairs)."""
+        extra: dict[str, list[int]] = {}
+        for position, row in rows:
+            extra.setdefault(self.segments[position].name, []).append(row)
+        return {
+            seg.name: np.union1d(
+                self.deleted[seg.name], np.asarray(extra.get(seg.name, []), dtype=np.int64)
+            )
+            for seg in self.segments
+        }
+
+
+def _same(a: Document, b: Document) -> bool:
+    return (a.text, a.title, json.dumps(a.metadata, sort_keys=True)) == (
+        b.text,
+        b.title,
+        json.dumps(b.metadata, sort_keys=True),
+    )
+
+
+def _check_keys(value: object) -> None:
+    """Metadata keys must be text at every depth (JSON would silently turn 1 into "1")."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"key {key!r} is not a string")
+            _check_keys(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_keys(item)
+
+
+def _check_documents(docs: Sequence[Document]) -> None:
+    seen: dict[str, int] = {}
+    for n, doc in enumerate(docs):
+        where = f"document {n}"
+        if not isinstance(doc, Document):
+            raise InvalidParameter(
+                f"{where}: expected a searchkit.Document, got {type(doc).__name__}"
+            )
+        if not isinstance(doc.id, str) or not doc.id.strip():
+            raise InvalidParameter(f"{where}: id must be non-empty text, got {doc.id!r}")
+        if not isinstance(doc.text, str) or not doc.text.strip():
+            raise InvalidParameter(f"{where} (id {doc.id!r}): text must be non-empty text")
+        if not isinstance(doc.title, str):
+            raise InvalidParameter(
+                f"{where} (id {doc.id!r}): title must be text, got {type(doc.title).__name__}"
+            )
+        if not isinstance(doc.metadata, dict):
+            raise InvalidParameter(f"{where} (id {doc.id!r}): metadata must be a dict")
+        try:
+            (doc.id + doc.title + doc.text).encode("utf-8")
+        except UnicodeEncodeError as err:  # a lone surrogate such as "\ud800"
+            raise InvalidParameter(f"{where} (id {doc.id!r}): invalid Unicode ({err})") from None
+        try:
+            _check_keys(doc.metadata)
+            json.dumps(doc.metadata, allow_nan=False, ensure_ascii=False).encode("utf-8")
+        except (TypeError, ValueError) as err:
+            raise InvalidParameter(
+                f"{where} (id {doc.id!r}): metadata is not JSON data ({err})"
+            ) from None
+        if doc.id in seen:
+            raise InvalidParameter(
+                f"{where}: duplicate id {doc.id!r} (also document {seen[doc.id]})"
+            )
+        seen[doc.id] = n
+
+
+def read_ids(ids: str | None, ids_file: str | Path | None) -> list[str]:
+    """Ids from a comma-separated list and/or a file of one id per line (blank lines skipped)."""
+    found = [i.strip() for i in (ids or "").split(",") if i.strip()]
+    if ids_file is not None:
+        try:
+            text = Path(ids_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise InvalidParameter(f"{ids_file}: cannot read the ids file ({err})") from None
+        found.extend(line.strip() for line in text.splitlines() if line.strip())
+    if not found:
+        raise InvalidParameter("no ids given: pass --ids a17,b42 or --ids-file ids.txt")
+    return found

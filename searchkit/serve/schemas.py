@@ -1,0 +1,215 @@
+"""The request and response models of ``searchkit serve`` (pydantic), with the server's limits.
+
+The limits live in :class:`Limits`; :func:`request_models` builds request models that enforce
+them, so the OpenAPI spec states every bound a request must keep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from searchkit.defaults import (
+    DEFAULT_CANDIDATES,
+    DEFAULT_FUSION,
+    DEFAULT_K,
+    DEFAULT_RERANK_WEIGHT,
+    DEFAULT_RRF_K,
+    DEFAULT_WEIGHT,
+)
+from searchkit.models import Hit  # a dataclass: pydantic validates and documents it as is
+from searchkit.query.fusion import FUSIONS
+from searchkit.query.searcher import MODES
+
+# the request options of the first stage, offered for an index with lexical data
+FIRST_STAGE_PARAMS = frozenset({"mode", "fusion", "rrf_k", "weight"})
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for; larger requests get a 4xx naming the limit."""
+
+    max_k: int = 100
+    max_candidates: int = 200
+    max_batch_queries: int = 64
+    max_query_chars: int = 2048
+    max_where_chars: int = 4096
+    max_documents: int = 1000  # per upsert
+    max_ids: int = 10_000  # per delete
+    max_body_bytes: int = 1 << 20
+
+
+class SearchResult(BaseModel):
+    """The hits of one query; ``reranker`` is None when they are in retrieval order."""
+
+    index: str
+    reranker: str | None
+    query: str
+    reranked: bool
+    mode: str
+    candidates: int
+    truncated: int
+    early_exit: bool = False
+    hits: list[Hit]
+
+
+class BatchResult(BaseModel):
+    results: list[SearchResult]
+
+
+class CommitResult(BaseModel):
+    """What a change did (``searchkit add/delete --json``) and the index after it."""
+
+    path: str
+    version: int
+    added: int
+    replaced: int
+    unchanged: int
+    deleted: int
+    missing: list[str]
+    passages: int = 0  # vectors of the added and replaced documents
+    chunked: int = 0  # of those, documents split into several passages
+    truncated: int = 0  # of those, documents cut to what the encoder reads (--no-chunk)
+    rewritten: int
+    purged: int
+    documents: int
+    tombstones: int
+    seconds: float
+
+
+class Info(BaseModel):
+    """``GET /info``: the index version the server searches, its counts and the limits."""
+
+    index: str
+    searchkit_version: str
+    version: int
+    documents: int
+    deleted: int
+    ready: bool
+    reranker: str
+    limits: dict[str, int]
+    batching: dict[str, float | int]
+    manifest: dict[str, Any]
+
+
+class Status(BaseModel):
+    status: str
+
+
+class Error(BaseModel):
+    """Every 4xx and 5xx answer: what went wrong and what to do."""
+
+    detail: str
+
+
+class Strict(BaseModel):
+    # a misspelt option is an error, not ignored; "rerank": 0 is not a boolean, as the spec says
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def request_models(
+    limits: Limits, search_params: Collection[str] = ()
+) -> dict[str, type[BaseModel]]:
+    """SearchRequest, BatchRequest, UpsertRequest and DeleteRequest bounded by ``limits``.
+
+    ``search_params`` are the query-time options of the index's backend (``ef_search`` for
+    HNSW, ``nprobe`` for IVF, ``rescore`` for compact vectors) and, for an index with lexical
+    data, ``FIRST_STAGE_PARAMS``; the others are left out, so the spec offers only what applies.
+    """
+    query = Annotated[str, Field(min_length=1, max_length=limits.max_query_chars)]
+    where = Annotated[
+        Annotated[str, Field(max_length=limits.max_where_chars)] | dict[str, Any] | None,
+        Field(
+            description="metadata filter: 'year >= 2020 and source = \"pubmed\"' or "
+            '{"source": "pubmed", "year": {">=": 2020}} (see searchkit.query.filters)',
+        ),
+    ]
+    options: dict[str, Any] = {
+        "k": (int, Field(DEFAULT_K, ge=1, le=limits.max_k, description="hits to return")),
+        "rerank": (bool, Field(True, description="rerank with the CrossEncoder")),
+        "candidates": (
+            int,
+            Field(DEFAULT_CANDIDATES, ge=1, le=limits.max_candidates, description="reranked"),
+        ),
+        "where": (where, None),
+        "rerank_margin": (
+            float | None,
+            Field(
+                None,
+                ge=0,
+                allow_inf_nan=False,
+                description="early exit: keep retrieval order when the first stage's top hit "
+                "leads the next by this much",
+            ),
+        ),
+        "rerank_weight": (
+            float,
+            Field(
+                DEFAULT_RERANK_WEIGHT,
+                ge=0,
+                le=1,
+                allow_inf_nan=False,
+                description="reranker's share when fused with the first stage's scores",
+            ),
+        ),
+    }
+    tuning = {
+        "ef_search": (int | None, Field(None, ge=1, le=10_000, description="HNSW search breadth")),
+        "nprobe": (int | None, Field(None, ge=1, le=100_000, description="IVF lists to visit")),
+        "rescore": (
+            int | None,
+            Field(None, ge=0, le=10_000, description="compact-vector candidates rescored"),
+        ),
+        "mode": (
+            Literal[MODES] | None,  # type: ignore[valid-type]
+            Field(None, description="first stage: dense, lexical or hybrid [hybrid]"),
+        ),
+        "fusion": (
+            Literal[FUSIONS],  # type: ignore[valid-type]
+            Field(DEFAULT_FUSION, description="how hybrid fuses: rrf or weighted"),
+        ),
+        "rrf_k": (
+            float,
+            Field(DEFAULT_RRF_K, ge=0, le=10_000, allow_inf_nan=False, description="RRF's k"),
+        ),
+        "weight": (
+            float,
+            Field(DEFAULT_WEIGHT, ge=0, le=1, allow_inf_nan=False, description="dense share"),
+        ),
+    }
+    options.update({name: spec for name, spec in tuning.items() if name in search_params})
+    document = create_model(
+        "DocumentIn",
+        __base__=Strict,
+        id=(str, Field(min_length=1, max_length=1024)),
+        text=(str, Field(min_length=1)),
+        title=(str, ""),
+        metadata=(dict[str, Any], Field(default_factory=dict)),
+    )
+    return {
+        "SearchRequest": create_model(
+            "SearchRequest", __base__=Strict, query=(query, ...), **options
+        ),
+        "BatchRequest": create_model(
+            "BatchRequest",
+            __base__=Strict,
+            queries=(list[query], Field(min_length=1, max_length=limits.max_batch_queries)),
+            **options,
+        ),
+        "UpsertRequest": create_model(
+            "UpsertRequest",
+            __base__=Strict,
+            documents=(list[document], Field(min_length=1, max_length=limits.max_documents)),
+        ),
+        "DeleteRequest": create_model(
+            "DeleteRequest",
+            __base__=Strict,
+            ids=(
+                list[Annotated[str, Field(min_length=1, max_length=1024)]],
+                Field(min_length=1, max_length=limits.max_ids),
+            ),
+        ),
+    }
