@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class SearchkitError(Exception):
@@ -81,7 +82,19 @@ class RuntimeUnavailable(ModelUnavailable):
 
 
 class InvalidParameter(SearchkitError, ValueError):
-    """An option value out of range."""
+    """An option value out of range; ``param`` names the Python parameter when there is one
+    (the CLI shows it as its flag)."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+    def __reduce__(self) -> Any:
+        return _rebuild, (type(self), str(self), self.param)
+
+
+def _rebuild(cls: type[InvalidParameter], message: str, param: str | None) -> InvalidParameter:
+    return cls(message, param=param)
 
 
 class FilterError(InvalidParameter):
