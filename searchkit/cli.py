@@ -47,23 +47,28 @@ RuntimeOpt = Annotated[
     str | None,
     typer.Option(
         help="Bi-encoder runtime: torch, onnx, openvino, or with a precision "
-        "(openvino-int8) [auto: the fastest installed that keeps quality].",
+        "(openvino-int8) (default: auto, the fastest installed that keeps quality).",
     ),
 ]
 PrecisionOpt = Annotated[
-    str | None, typer.Option(help="Bi-encoder precision: fp32, bf16 or int8 [the runtime's].")
+    str | None,
+    typer.Option(help="Bi-encoder precision: fp32, bf16 or int8 (default: the runtime's)."),
 ]
 QueryRuntimeOpt = Annotated[
     str | None,
-    typer.Option(help="Query encoder runtime, e.g. torch-fp32 [the index's; others warn]."),
+    typer.Option(
+        help="Query encoder runtime, e.g. torch-fp32 (default: the index's; others warn)."
+    ),
 ]
 RerankerRuntimeOpt = Annotated[
-    str | None, typer.Option(help="Reranker runtime, e.g. openvino-int8 or torch-bf16 [auto].")
+    str | None,
+    typer.Option(help="Reranker runtime, e.g. openvino-int8 or torch-bf16 (default: auto)."),
 ]
 ModeOpt = Annotated[
     str | None,
     typer.Option(
-        help="First stage: dense, lexical or hybrid [hybrid when the index has lexical data]."
+        help="First stage: dense, lexical or hybrid "
+        "(default: hybrid when the index has lexical data)."
     ),
 ]
 FusionOpt = Annotated[str, typer.Option(help="How hybrid fuses: rrf or weighted.")]
@@ -75,13 +80,13 @@ LexicalOpt = Annotated[
 SpladeOpt = Annotated[str, typer.Option(help="SparseEncoder for --lexical splade.")]
 RerankTokensOpt = Annotated[
     int | None,
-    typer.Option(help="Cap on the tokens of a pair the reranker reads [the model's own]."),
+    typer.Option(help="Cap on the tokens of a pair the reranker reads (default: the model's own)."),
 ]
 RerankMarginOpt = Annotated[
     float | None,
     typer.Option(
         help="Early exit: skip the rerank when the first stage's top hit leads the next by "
-        "this much (its own score units) [always rerank].",
+        "this much (its own score units) (default: always rerank).",
     ),
 ]
 RerankWeightOpt = Annotated[
@@ -117,7 +122,7 @@ def index(
     corpus: Annotated[Path, typer.Argument(help="JSONL corpus (.jsonl or .jsonl.gz).")],
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Index folder [default: indexes/<corpus name>]."),
+        typer.Option("--out", "-o", help="Index folder (default: indexes/<corpus name>)."),
     ] = None,
     model: Annotated[
         str, typer.Option(help="Bi-encoder: local folder or hub name.")
@@ -132,19 +137,21 @@ def index(
         str | None,
         typer.Option(
             help="flat, hnsw, ivf; compact vectors (faiss): sq8, binary, binary-hnsw "
-            "[default: faiss flat, hnswlib hnsw]."
+            "(default: faiss flat, hnswlib hnsw)."
         ),
     ] = None,
     m: Annotated[int | None, typer.Option("--m", help="HNSW links per node [32].")] = None,
     ef_construction: Annotated[int | None, typer.Option(help="HNSW build breadth [200].")] = None,
     ef_search: EfSearchOpt = None,
-    nlist: Annotated[int | None, typer.Option(help="IVF lists [about 4*sqrt(docs)].")] = None,
+    nlist: Annotated[
+        int | None, typer.Option(help="IVF lists (default: about 4*sqrt(docs)).")
+    ] = None,
     nprobe: NprobeOpt = None,
     lexical: Annotated[
         str | None,
         typer.Option(
             help="Lexical first stage stored in the index: bm25, splade or none "
-            "[bm25; none with --ray: a sharded index holds vectors only]."
+            "(default: bm25; none with --ray: a sharded index holds vectors only)."
         ),
     ] = None,
     splade_model: SpladeOpt = DEFAULT_SPLADE,
@@ -160,7 +167,8 @@ def index(
         bool | None,
         typer.Option(
             help="Split documents longer than the encoder reads into overlapping passages; "
-            "--no-chunk embeds their start and counts them as truncated [chunk; no with --ray]."
+            "--no-chunk embeds their start and counts them as truncated "
+            "(default: --chunk; --no-chunk with --ray)."
         ),
     ] = None,
     chunk_tokens: Annotated[
@@ -229,7 +237,7 @@ def query(
     ] = DEFAULT_CANDIDATES,
     rerank: Annotated[bool, typer.Option(help="Rerank with the CrossEncoder.")] = True,
     reranker: Annotated[
-        str | None, typer.Option(help="CrossEncoder folder or hub name [the index's].")
+        str | None, typer.Option(help="CrossEncoder folder or hub name (default: the index's).")
     ] = None,
     where: Annotated[
         str | None,
@@ -285,7 +293,7 @@ def query(
 @app.command("eval")
 def eval_(
     index: Annotated[
-        Path | None, typer.Argument(help="Index folder [built from --dataset].")
+        Path | None, typer.Argument(help="Index folder (default: built from --dataset).")
     ] = None,
     dataset: Annotated[Path | None, typer.Option(help="BEIR dataset folder.")] = None,
     split: Annotated[str, typer.Option(help="qrels split of --dataset.")] = "test",
@@ -295,7 +303,9 @@ def eval_(
         int, typer.Option("--candidates", "-c", help="Hits to rerank.")
     ] = DEFAULT_CANDIDATES,
     rerank: Annotated[bool, typer.Option(help="Also measure retrieval + rerank.")] = True,
-    reranker: Annotated[str | None, typer.Option(help="CrossEncoder [the index's].")] = None,
+    reranker: Annotated[
+        str | None, typer.Option(help="CrossEncoder (default: the index's).")
+    ] = None,
     mode: ModeOpt = None,
     fusion: FusionOpt = DEFAULT_FUSION,
     rrf_k: RrfKOpt = DEFAULT_RRF_K,
@@ -348,7 +358,9 @@ def eval_(
 
 @app.command()
 def info(
-    index: Annotated[Path | None, typer.Argument(help="Index folder [as for query].")] = None,
+    index: Annotated[
+        Path | None, typer.Argument(help="Index folder (default: as for query).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show what is in an index: documents, models, backend, files."""
@@ -433,7 +445,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     reranker: Annotated[
-        str | None, typer.Option(help="CrossEncoder folder or hub name [the index's].")
+        str | None, typer.Option(help="CrossEncoder folder or hub name (default: the index's).")
     ] = None,
     batch_window_ms: Annotated[
         float | None,
@@ -503,7 +515,8 @@ def train_reranker(
     qrels: Annotated[Path | None, typer.Option(help="qrels TSV (with --queries).")] = None,
     pairs: PairsOpt = None,
     base: Annotated[
-        str | None, typer.Option(help="CrossEncoder (or bi-encoder) to start from [the index's].")
+        str | None,
+        typer.Option(help="CrossEncoder (or bi-encoder) to start from (default: the index's)."),
     ] = None,
     heldout: HeldoutOpt = 0.1,
     negatives: NegativesOpt = 3,
@@ -554,7 +567,7 @@ def train_embedder(
     qrels: Annotated[Path | None, typer.Option(help="qrels TSV (with --queries).")] = None,
     pairs: PairsOpt = None,
     base: Annotated[
-        str | None, typer.Option(help="Bi-encoder to start from [the index's].")
+        str | None, typer.Option(help="Bi-encoder to start from (default: the index's).")
     ] = None,
     reindex: Annotated[
         Path | None,
