@@ -32,8 +32,12 @@ _BUILDING = threading.Lock()
 
 
 def cache_root() -> Path:
-    """``$SEARCHKIT_CACHE/models``, by default ``~/.cache/searchkit/models``."""
-    root = os.environ.get("SEARCHKIT_CACHE") or "~/.cache/searchkit"
+    """``$SEARCHKIT_CACHE/models``, else ``$XDG_CACHE_HOME/searchkit/models``, by default
+    ``~/.cache/searchkit/models``."""
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    root = os.environ.get("SEARCHKIT_CACHE") or (
+        f"{xdg}/searchkit" if xdg else "~/.cache/searchkit"
+    )
     return Path(root).expanduser() / "models"
 
 
