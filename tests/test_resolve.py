@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from searchkit import ModelUnavailable, resolve
+from searchkit import ModelUnavailable
+from searchkit.inference import resolve
 from searchkit.inference.resolve import canonical_name, load_model, resolve_model
 
 
@@ -52,6 +53,6 @@ def test_uncached_hub_model_fails_at_once_when_the_hub_is_unreachable(monkeypatc
         raise OSError("not cached")
 
     with pytest.raises(
-        ModelUnavailable, match="the hub is not reachable; pass a local model folder"
+        ModelUnavailable, match="the hub is not reachable at .*; set HF_ENDPOINT to a mirror"
     ):
         load_model(factory, "org/some-model", "reranker")
