@@ -33,6 +33,7 @@ from searchkit.ingest.build import BuildReport, build_index
 from searchkit.ingest.corpus import CorpusReader
 from searchkit.ingest.writer import CommitReport, IndexWriter
 from searchkit.models import Document, Hit, Hits, Passage
+from searchkit.options import SearchOptions
 from searchkit.query.searcher import Searcher, verify_index
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "Passage",
     "RerankerUnavailableWarning",
     "SearchkitError",
+    "SearchOptions",
     "Searcher",
     "UnknownBackend",
     "__version__",
