@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   builds a virtualenv, writes the sample corpus, indexes it and queries it
-#   make test   builds the same virtualenv and runs lint and the test suite
+#   make test   builds the same virtualenv and runs lint, the docs site build and the test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -11,7 +11,7 @@ DEMO_INDEX := indexes/stdlib
 RERANKER ?= $(wildcard ../shared/models/reranker)
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint docs clean
 
 install: $(VENV)/.installed
 
@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml requirements/torch-cpu.txt requirements/no-de
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install -r requirements/torch-cpu.txt
-	$(BIN)/python -m pip install -c requirements/torch-cpu.txt -e ".[offline,test,bench]"
+	$(BIN)/python -m pip install -c requirements/torch-cpu.txt -e ".[offline,test,bench,docs]"
 	$(BIN)/python -m pip install --no-deps -r requirements/no-deps.txt
 	touch $@
 
@@ -45,8 +45,12 @@ lint: install
 	$(BIN)/ruff check searchkit tests benchmarks scripts
 	$(BIN)/ruff format --check searchkit tests benchmarks scripts
 
-test: lint
+# The docs site (mkdocs.yml, docs/), built strictly: a broken link or reference fails.
+docs: install
+	$(BIN)/mkdocs build --strict --quiet --site-dir site
+
+test: lint docs
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) data/sample $(DEMO_INDEX)
+	rm -rf $(VENV) data/sample $(DEMO_INDEX) site
