@@ -30,7 +30,9 @@ def commands() -> dict[str, Any]:
 
 
 def _cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")
+    """One table cell of plain text: one line, ``|`` escaped, ``<name>`` kept as text."""
+    text = " ".join(text.split()).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("|", "\\|")
 
 
 def _default(param: Any) -> str:
@@ -103,7 +105,7 @@ def modules() -> list[tuple[str, str]]:
 def modules_table() -> str:
     lines = ["| module | what it is |", "|---|---|"]
     for name, doc in modules():
-        shown = f"**`{name}/`**" if (REPO / Path(*name.split("."))).is_dir() else f"`{name}`"
+        shown = f"**`{name}`**" if (REPO / Path(*name.split("."))).is_dir() else f"`{name}`"
         lines.append(f"| {shown} | {_cell(doc)} |")
     return "\n".join(lines) + "\n"
 
