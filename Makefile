@@ -37,7 +37,7 @@ demo: $(DEMO_INDEX)/manifest.json
 	$(BIN)/searchkit verify $(DEMO_INDEX)
 	$(BIN)/searchkit eval $(DEMO_INDEX) --queries $(SAMPLE)/queries.jsonl \
 		--qrels $(SAMPLE)/qrels/test.tsv --no-rerank
-	@echo "The rerank path, with $(or $(RERANKER),the default hub reranker) (see README: Set-up):"
+	@echo "The rerank path, with $(or $(RERANKER),the default hub reranker) (see docs/quickstart.md):"
 	$(BIN)/searchkit query "parse command line options" --index $(DEMO_INDEX) -k 3 --json \
 		$(if $(RERANKER),--reranker $(RERANKER))
 
