@@ -114,24 +114,32 @@ def _searchkit_lines(code: str) -> list[str]:
     ]
 
 
+def _commands_shown(page: Path) -> list[str]:
+    """The ``searchkit ...`` commands of a page: in its shell blocks and its inline code."""
+    found = []
+    for lang, code, _ in blocks(page):
+        if lang in ("", "bash", "sh", "shell", "console"):
+            found += _searchkit_lines(code)
+    prose = FENCE.sub("", page.read_text(encoding="utf-8"))
+    found += re.findall(r"`(searchkit [a-z][^`]*)`", prose)
+    return found
+
+
 def test_shell_examples_name_real_commands_and_flags():
     checked = 0
     for page in PAGES:
-        for lang, code, _ in blocks(page):
-            if lang not in ("", "bash", "sh", "shell", "console"):
-                continue
-            for line in _searchkit_lines(code):
-                words = shlex.split(line, comments=True)
-                where = f"{_name(page)}: {line}"
-                assert len(words) > 1 and words[1] in COMMANDS, f"no such command: {where}"
-                command = COMMANDS[words[1]]
-                flags = {f for p in command.params for f in (*p.opts, *p.secondary_opts)}
-                for word in words[2:]:
-                    if word.startswith("-") and word not in ("-", "--"):
-                        flag = word.split("=", 1)[0]
-                        assert flag in flags, f"searchkit {words[1]} has no {flag}: {where}"
-                checked += 1
-    assert checked > 50
+        for line in _commands_shown(page):
+            words = shlex.split(line, comments=True)
+            where = f"{_name(page)}: {line}"
+            assert len(words) > 1 and words[1] in COMMANDS, f"no such command: {where}"
+            command = COMMANDS[words[1]]
+            flags = {f for p in command.params for f in (*p.opts, *p.secondary_opts)}
+            for word in words[2:]:
+                if word.startswith("-") and word not in ("-", "--"):
+                    flag = word.split("=", 1)[0]
+                    assert flag in flags, f"searchkit {words[1]} has no {flag}: {where}"
+            checked += 1
+    assert checked > 80
 
 
 # -- the generated pages ------------------------------------------------------------------------
