@@ -14,6 +14,7 @@ from rich.table import Table
 
 from searchkit.eval.evaluate import EvalResult
 from searchkit.index.manifest import Manifest
+from searchkit.index.sections import LexicalSection
 from searchkit.inference.runtimes import from_manifest
 from searchkit.ingest.build import BuildReport
 from searchkit.ingest.corpus import SkippedLine
@@ -54,8 +55,8 @@ def print_build(report: BuildReport, as_json: bool = False) -> None:
     console = Console()
     console.print(
         f"Indexed {m.documents:,} documents into {report.path} in {report.seconds:.1f}s "
-        f"({report.docs_per_second:.1f} docs/s embedding); {m.backend['name']} "
-        f"{m.backend['kind']}, {m.dim}-d, {_mb(size)} on disk."
+        f"({report.docs_per_second:.1f} docs/s embedding); {m.backend.name} "
+        f"{m.backend.kind}, {m.dim}-d, {_mb(size)} on disk."
     )
     console.print(f"Long documents: {_chunking(m)}.")
     _print_skipped(console, report.skipped_count, report.skipped)
@@ -112,7 +113,7 @@ def print_manifest(index: Path, manifest: Manifest, as_json: bool = False) -> No
         _dump({"index": str(index), **manifest.to_dict()})
         return
     m = manifest
-    params = ", ".join(f"{k}={v}" for k, v in m.backend["params"].items()) or "-"
+    params = ", ".join(f"{k}={v}" for k, v in m.backend.params.items()) or "-"
     rows = [
         ("index", str(index)),
         ("documents", f"{m.documents:,} live, {m.deleted:,} deleted (until compact)"),
@@ -125,18 +126,18 @@ def print_manifest(index: Path, manifest: Manifest, as_json: bool = False) -> No
         ("created", m.created),
         (
             "bi-encoder",
-            f"{m.encoder['name']} ({m.dim}-d, max {m.encoder['max_seq_length']} tokens, "
+            f"{m.encoder.name} ({m.dim}-d, max {m.encoder.max_seq_length} tokens, "
             f"{from_manifest(m.encoder)})",
         ),
         ("reranker", m.reranker),
-        ("vectors", f"{m.backend['name']} {m.backend['kind']} ({params}), {m.similarity}"),
+        ("vectors", f"{m.backend.name} {m.backend.kind} ({params}), {m.similarity}"),
         ("lexical", _lexical(m.lexical)),
         ("long documents", _chunking(m)),
         ("vector memory", _vector_memory(m)),
         (
             "corpus",
-            f"{m.corpus['path']} (sha256 {m.corpus['sha256'][:16]}..., "
-            f"{m.corpus['skipped_lines']} lines skipped)",
+            f"{m.corpus.path} (sha256 {m.corpus.sha256[:16]}..., "
+            f"{m.corpus.skipped_lines} lines skipped)",
         ),
         ("files", f"{len(m.files)} ({_mb(sum(f.bytes for f in m.files.values()))})"),
     ]
@@ -148,11 +149,11 @@ def print_manifest(index: Path, manifest: Manifest, as_json: bool = False) -> No
     Console().print(table)
 
 
-def _lexical(config: dict[str, Any] | None) -> str:
+def _lexical(config: LexicalSection | None) -> str:
     if not config:
         return "none (dense search only)"
-    rest = ", ".join(f"{k}={v}" for k, v in config.items() if k != "kind")
-    return f"{config['kind']} ({rest})"
+    rest = ", ".join(f"{k}={v}" for k, v in config.settings().items())
+    return f"{config.kind} ({rest})"
 
 
 def _chunking(m: Manifest) -> str:
@@ -161,10 +162,10 @@ def _chunking(m: Manifest) -> str:
     config = m.chunking
     if config is None:
         how = "not chunked"
-    elif config["enabled"]:
-        how = f"chunked into passages of {config['tokens']} tokens, {config['overlap']} overlap"
+    elif config.enabled:
+        how = f"chunked into passages of {config.tokens} tokens, {config.overlap} overlap"
     else:
-        how = f"not chunked (--no-chunk): cut to {config['tokens']} tokens"
+        how = f"not chunked (--no-chunk): cut to {config.tokens} tokens"
     return (
         f"{how}; {c['chunked']:,} documents split into passages, {c['passages']:,} vectors, "
         f"{c['truncated']:,} documents truncated"

@@ -70,8 +70,10 @@ def _python_events() -> dict[Any, str]:
     import numpy as np
     import pyarrow.parquet as pq
 
-    from searchkit import build, commit, fsio, lock, manifest, segment, store
     from searchkit.backends.hnsw import HnswIndex
+    from searchkit.index import commit, fsio, lock, manifest, segment
+    from searchkit.index import docstore as store
+    from searchkit.ingest import build
 
     functions = {
         "shutil.rmtree": shutil.rmtree,

@@ -35,8 +35,8 @@ def test_round_trip_puts_the_relevant_document_first(tiny_corpus, tmp_path, back
         tiny_corpus, tmp_path / "idx", backend=backend, kind=kind, params=params, progress=False
     )
     m = report.manifest
-    assert m.documents == 12 and m.backend["name"] == backend and m.backend["kind"] == kind
-    assert params.items() <= m.backend["params"].items()
+    assert m.documents == 12 and m.backend.name == backend and m.backend.kind == kind
+    assert params.items() <= m.backend.params.items()
     searcher = Searcher.open(report.path)
     results = searcher.search_batch(list(QUERIES), k=3, rerank=False)
     assert [hits[0].id for hits in results] == list(QUERIES.values())

@@ -116,7 +116,7 @@ def indexes(tmp_path_factory):
 def test_binary_index_searches_like_flat_with_float_scores(indexes):
     flat, binary = indexes
     m = verify_index(binary)
-    assert (m.backend["kind"], m.backend["params"]) == ("binary", {"rescore": 200})
+    assert (m.backend.kind, m.backend.params) == ("binary", {"rescore": 200})
     # no new files: the compact index is the segment's index.faiss, beside its float vectors
     assert sorted(Path(f.path).name for f in m.files.values()) == [
         "docs.parquet", "fields.parquet", "index.faiss", "passages.parquet", "vectors.f32"

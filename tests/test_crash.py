@@ -159,7 +159,7 @@ def logical_state(index: Path) -> dict[str, Any] | None:
         "tombstones": m.deleted,
         "segments": [(e.name, e.rows, e.deleted) for e in m.segments],
         "backend": m.backend,
-        "encoder": m.encoder["name"],
+        "encoder": m.encoder.name,
         "docs": docs,
     }
 

@@ -603,7 +603,7 @@ def check_build(
         report = build()
         assert report.skipped_count == len(expected.bad)
         assert [s.line for s in report.skipped] == [b.line for b in expected.bad][:20]
-        assert report.manifest.corpus["skipped_lines"] == len(expected.bad)
+        assert report.manifest.corpus.skipped_lines == len(expected.bad)
         assert report.manifest.version == (1 if old is None else 2)
         check_index(out, expected.docs)
         assert not hidden(out)

@@ -348,7 +348,7 @@ def test_sharded_index_is_a_parent_manifest_over_ordinary_indexes(sharded: Path)
     # per shard its manifest and docs, vectors, index, fields and passages
     assert len(m.files) == 2 * (1 + 5) and len(m.segments) == 2
     assert verify_index(sharded).documents == 48
-    assert m.chunking is not None and not m.chunking["enabled"]
+    assert m.chunking is not None and not m.chunking.enabled
     assert m.passage_counts() == {"passages": 48, "chunked": 0, "truncated": 0}
 
 

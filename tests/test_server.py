@@ -115,7 +115,7 @@ def test_health_ready_info_and_spec(server):
     manifest = Manifest.read(server.index)
     assert info["version"] == manifest.version and info["documents"] == manifest.documents
     assert info["deleted"] == manifest.deleted and info["ready"] is True
-    assert info["manifest"]["backend"] == manifest.backend
+    assert info["manifest"]["backend"] == manifest.backend.to_dict()
     assert info["limits"]["max_k"] == 100 and info["batching"]["window_ms"] > 0
     spec = httpx.get(f"{server.url}/openapi.json").json()
     assert set(spec["paths"]) == {

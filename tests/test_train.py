@@ -168,7 +168,7 @@ def test_train_embedder_reindex(built_index: Path, tmp_path: Path) -> None:
     report = json.loads(done.stdout)
     assert report["reindexed"] == str(new_index) and "after" in report["ndcg10"]
     searcher = Searcher.open(new_index)
-    assert searcher.manifest.encoder["name"] == str(out.resolve())
+    assert searcher.manifest.encoder.name == str(out.resolve())
     assert searcher.manifest.lexical == Searcher.open(built_index).manifest.lexical
     assert len(searcher) == len(Searcher.open(built_index))
     assert searcher.search("what makes sourdough rise", 1, rerank=False)[0].id == "sourdough"

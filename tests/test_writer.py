@@ -202,7 +202,7 @@ def test_small_adds_to_an_ivf_index_size_their_own_lists(tmp_path):
     ]
     corpus = write_jsonl(tmp_path / "c.jsonl", records)
     path = build_index(corpus, tmp_path / "idx", kind="ivf", progress=False).path
-    assert Searcher.open(path).manifest.backend["params"]["nlist"] == 5  # 200 // 39
+    assert Searcher.open(path).manifest.backend.params["nlist"] == 5  # 200 // 39
     with IndexWriter.open(path) as w:
         w.upsert([Document("kiwi", "Kiwi fruit is rich in vitamin C.")])
     assert Searcher.open(path).search("kiwi vitamin", k=1, rerank=False)[0].id == "kiwi"

@@ -38,6 +38,7 @@ from searchkit.errors import CorpusError, InvalidParameter, SearchkitError
 from searchkit.index.lock import WriterLock
 from searchkit.index.manifest import Manifest
 from searchkit.index.paths import default_index_dir
+from searchkit.index.sections import CorpusSection, EncoderSection
 from searchkit.index.segment import VectorSpec
 from searchkit.index.sharded import (
     SHARDS,
@@ -259,12 +260,8 @@ class _Run:
         count = sum(d["skipped_count"] for d in self.done.values()) + len(self.duplicates)
         return count, sorted(lines + self.duplicates, key=lambda s: s.line)[:MAX_SKIPPED_KEPT]
 
-    def corpus_info(self) -> dict[str, Any]:
-        return {
-            "path": str(self.plan.path.resolve()),
-            "sha256": self.plan.sha256,
-            "skipped_lines": self.skipped()[0],
-        }
+    def corpus_info(self) -> CorpusSection:
+        return CorpusSection(str(self.plan.path.resolve()), self.plan.sha256, self.skipped()[0])
 
     def manifest(
         self, version: int, built: list[tuple[ShardEntry, Manifest]], address: str | None
@@ -288,8 +285,9 @@ class _Run:
     ) -> list[tuple[ShardEntry, Manifest]]:
         """One Ray task per shard writes its ordinary index from its blocks' parts."""
         some = next(iter(self.done.values()))
-        encoder = {k: some[k] for k in ("name", "dim", "max_seq_length", "runtime", "precision")}
-        chunking = ChunkConfig(some["window"], 0, enabled=False).to_dict()
+        fields = ("name", "dim", "max_seq_length", "runtime", "precision")
+        encoder = EncoderSection(*(some[k] for k in fields))
+        chunking = ChunkConfig(some["window"], 0, enabled=False).section()
         header = ShardHeader(encoder, canonical_name(reranker), spec, self.corpus_info(), chunking)
         truncated = {number: d["truncated"] for number, d in self.done.items()}
         gen = generation(version)

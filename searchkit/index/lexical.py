@@ -27,6 +27,7 @@ import numpy as np
 
 from searchkit.defaults import DEFAULT_SPLADE
 from searchkit.errors import InvalidParameter
+from searchkit.index.sections import LexicalSection
 from searchkit.models import Document
 
 LEXICAL_KINDS = ("bm25", "splade", "none")
@@ -35,7 +36,7 @@ BM25 = {"method": "lucene", "k1": 1.5, "b": 0.75, "stemmer": "english", "stopwor
 Terms = tuple[list[Any], np.ndarray]  # a query's terms (BM25 tokens or SPLADE columns), weights
 
 
-def lexical_config(kind: str, splade_model: str = DEFAULT_SPLADE) -> dict[str, Any] | None:
+def lexical_config(kind: str, splade_model: str = DEFAULT_SPLADE) -> LexicalSection | None:
     """The manifest's ``lexical`` entry for a first stage (None for ``none``); ``splade_model``
     is the model's canonical name (``searchkit.inference.resolve.canonical_name``)."""
     if kind not in LEXICAL_KINDS:
@@ -45,8 +46,8 @@ def lexical_config(kind: str, splade_model: str = DEFAULT_SPLADE) -> dict[str, A
     if kind == "none":
         return None
     if kind == "bm25":
-        return {"kind": "bm25", **BM25}
-    return {"kind": "splade", "model": splade_model}
+        return LexicalSection("bm25", **BM25)
+    return LexicalSection("splade", model=splade_model)
 
 
 def tokenize(texts: Sequence[str]) -> tuple[list[list[int]], dict[str, int]]:
@@ -128,8 +129,8 @@ class PostingsBuilder:
         splade: the SPLADE encoder (for ``kind: splade``).
     """
 
-    def __init__(self, config: dict[str, Any], splade: Any = None) -> None:
-        self.kind = config["kind"]
+    def __init__(self, config: LexicalSection, splade: Any = None) -> None:
+        self.kind = config.kind
         self._splade = splade
         self._vocab: dict[str, int] = {}
         self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
@@ -190,7 +191,7 @@ class SparseRetriever:
 
     def __init__(
         self,
-        config: dict[str, Any],
+        config: LexicalSection,
         postings: Sequence[Postings],
         live: Sequence[np.ndarray | None],
     ) -> None:
@@ -209,15 +210,15 @@ class SparseRetriever:
     def scores(self, terms: Terms) -> list[np.ndarray]:
         """Per segment, every row's score for one query's terms (0: no term matched)."""
         keys, weights = terms
-        if self.config["kind"] == "bm25":
+        if self.config.kind == "bm25":
             weights = weights * self._idf(keys)
         return [self._segment(p, keys, weights) for p in self.postings]
 
     def _segment(self, p: Postings, keys: Sequence[Any], weights: np.ndarray) -> np.ndarray:
         out = np.zeros(len(p), dtype=np.float32)
         cols, found = p.columns(keys)
-        bm25 = self.config["kind"] == "bm25"
-        k1, b = self.config.get("k1", 0.0), self.config.get("b", 0.0)
+        bm25 = self.config.kind == "bm25"
+        k1, b = self.config.k1 or 0.0, self.config.b or 0.0
         for col, weight in zip(cols.tolist(), weights[found].tolist(), strict=True):
             rows, values = p.column(col)
             if bm25:  # Lucene's term frequency part, as bm25s method="lucene"

@@ -11,6 +11,14 @@ from typing import Any
 
 from searchkit.errors import CorruptIndex, IncompatibleIndex, IndexNotFound
 from searchkit.index.fsio import sha256_file, write_atomic
+from searchkit.index.sections import (
+    SECTIONS,
+    BackendSection,
+    ChunkingSection,
+    CorpusSection,
+    EncoderSection,
+    LexicalSection,
+)
 
 # 2: segments and deletions (living indexes); 3: lexical first stage; 4: passages (chunking)
 FORMAT_VERSION = 4
@@ -20,6 +28,8 @@ READABLE_VERSIONS = (2, 3, 4)
 MANIFEST = "manifest.json"
 # the "kind" of a sharded index's parent manifest (searchkit.index.sharded)
 SHARDED = "sharded"
+# sections an index may lack (null or absent): no lexical first stage, built before chunking
+OPTIONAL_SECTIONS = ("lexical", "chunking")
 
 
 @dataclass(frozen=True)
@@ -68,28 +78,27 @@ class Manifest:
     """
 
     version: int
-    encoder: dict[str, Any]
+    encoder: EncoderSection
     reranker: str
-    backend: dict[str, Any]
+    backend: BackendSection
     documents: int
-    corpus: dict[str, Any]
+    corpus: CorpusSection
     files: dict[str, FileEntry]
     searchkit_version: str
     segments: list[SegmentEntry] = field(default_factory=list)
     deleted: int = 0
     next_segment: int = 1
-    lexical: dict[str, Any] | None = (
-        None  # the sparse first stage (searchkit.index.lexical), if any
-    )
+    # the sparse first stage (searchkit.index.lexical), if any
+    lexical: LexicalSection | None = None
     # how documents are split into passages (searchkit.ingest.chunking); None: never, not counted
-    chunking: dict[str, Any] | None = None
+    chunking: ChunkingSection | None = None
     similarity: str = "cosine"
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     format_version: int = FORMAT_VERSION
 
     @property
     def dim(self) -> int:
-        return int(self.encoder["dim"])
+        return int(self.encoder.dim)
 
     def passage_counts(self) -> dict[str, int]:
         """Vectors (passages), documents chunked and truncated, over every segment (the rows of
@@ -101,7 +110,12 @@ class Manifest:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The manifest as JSON data (what manifest.json holds)."""
+        data = asdict(self)
+        for key in SECTIONS:
+            if (section := getattr(self, key)) is not None:
+                data[key] = section.to_dict()
+        return data
 
     def write(self, folder: Path) -> None:
         """Atomically write (or replace) ``folder/manifest.json``."""
@@ -144,6 +158,9 @@ class Manifest:
         try:
             data["files"] = {role: FileEntry(**entry) for role, entry in data["files"].items()}
             data["segments"] = [SegmentEntry(**entry) for entry in data["segments"]]
+            for key, section in SECTIONS.items():
+                if data.get(key) is not None or key not in OPTIONAL_SECTIONS:
+                    data[key] = section.from_dict(data[key])
             return cls(**data)
         except (KeyError, TypeError, AttributeError) as err:
             raise CorruptIndex(f"{path}: malformed manifest ({err}); rebuild the index") from None

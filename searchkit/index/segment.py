@@ -204,7 +204,7 @@ class Segment:
         self.vectors = read_vectors(self._files["vectors"], manifest.dim)
         self.fields = pq.read_table(self._files["fields"])
         lexical = manifest.lexical
-        self.postings = Postings.load(self._files["lexical"], lexical["kind"]) if lexical else None
+        self.postings = Postings.load(self._files["lexical"], lexical.kind) if lexical else None
         self.live = _live(entry.rows, deleted)
         self.passage_doc, self.passage_start, self.passage_end = self._passages()
         # the first passage of each document (and the end of the last)

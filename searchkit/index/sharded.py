@@ -32,6 +32,12 @@ from searchkit.errors import CorruptIndex, IncompatibleIndex
 from searchkit.index.commit import install_segment, publish, remove, segment_name, staging_segment
 from searchkit.index.fsio import fsync_dir, fsync_tree, sha256_file
 from searchkit.index.manifest import MANIFEST, SHARDED, FileEntry, Manifest, SegmentEntry
+from searchkit.index.sections import (
+    BackendSection,
+    ChunkingSection,
+    CorpusSection,
+    EncoderSection,
+)
 from searchkit.index.segment import Block as Embedded
 from searchkit.index.segment import VectorSpec, write_segment
 
@@ -88,14 +94,14 @@ class ShardedManifest(Manifest):
                 files[f"{entry.name}/{role}"] = replace(f, path=f"{entry.path}/{f.path}")
             segments += [replace(s, name=f"{entry.name}/{s.name}") for s in m.segments]
         first = shards[0][1]
-        params = [m.backend["params"] for _, m in shards]
+        params = [m.backend.params for _, m in shards]
         # IVF sizes its lists per shard: keep the parameters every shard shares
         common = {k: v for k, v in params[0].items() if all(p.get(k) == v for p in params)}
         return cls(
             version=version,
             encoder=first.encoder,
             reranker=first.reranker,
-            backend={**first.backend, "params": common},
+            backend=replace(first.backend, params=common),
             documents=sum(m.documents for _, m in shards),
             chunking=first.chunking,
             files=files,
@@ -129,11 +135,12 @@ def generation(version: int) -> str:
 class ShardHeader:
     """What every shard of an index records: models, vector index, corpus."""
 
-    encoder: dict[str, Any]
+    encoder: EncoderSection
     reranker: str
     spec: VectorSpec
-    corpus: dict[str, Any]
-    chunking: dict[str, Any] | None = None  # searchkit.ingest.chunking settings (Ray: never chunks)
+    corpus: CorpusSection
+    # searchkit.ingest.chunking settings (a Ray ingest never chunks)
+    chunking: ChunkingSection | None = None
 
 
 def write_shard(folder: Path, blocks: Iterable[Embedded], header: ShardHeader) -> Manifest:
@@ -145,7 +152,7 @@ def write_shard(folder: Path, blocks: Iterable[Embedded], header: ShardHeader) -
     staged = staging_segment(folder, name)
     spec = header.spec
     try:
-        written = write_segment(staged, name, blocks, int(header.encoder["dim"]), spec)
+        written = write_segment(staged, name, blocks, header.encoder.dim, spec)
         if written is not None:
             install_segment(folder, staged, name)
     finally:
@@ -159,7 +166,7 @@ def write_shard(folder: Path, blocks: Iterable[Embedded], header: ShardHeader) -
         version=1,
         encoder=header.encoder,
         reranker=header.reranker,
-        backend={"name": spec.backend, "kind": spec.kind, "params": params},
+        backend=BackendSection(spec.backend, spec.kind, params),
         documents=written.entry.rows if written else 0,
         corpus=header.corpus,
         files=written.files if written else {},

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from searchkit.index.sections import EncoderSection
 from searchkit.inference.catalog import lookup
 from searchkit.inference.resolve import DEFAULT_ENCODER
 from searchkit.inference.runtimes.model import RuntimeModel
@@ -46,6 +47,11 @@ class Encoder(RuntimeModel["SentenceTransformer"]):
     @property
     def max_seq_length(self) -> int:
         return int(self.model.max_seq_length)
+
+    def section(self) -> EncoderSection:
+        """What an index's manifest records about this encoder (loads the model)."""
+        r = self.runtime
+        return EncoderSection(self.name, self.dim, self.max_seq_length, r.name, r.precision)
 
     @property
     def prompts(self) -> dict[str, str] | None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from searchkit.index.lexical import Terms
+from searchkit.index.sections import LexicalSection
 from searchkit.inference.resolve import canonical_name, lazy_model, load_st_model
 
 if TYPE_CHECKING:
@@ -58,6 +59,6 @@ class Splade:
         return indices[0], indices[1], out.values().float().cpu().numpy()
 
 
-def splade_for(config: dict[str, Any] | None) -> Splade | None:
+def splade_for(config: LexicalSection | None) -> Splade | None:
     """The SPLADE encoder an index's ``lexical`` entry names (None for BM25 or none)."""
-    return Splade(config["model"]) if config and config["kind"] == "splade" else None
+    return Splade(config.model) if config and config.kind == "splade" else None

@@ -29,6 +29,7 @@ from searchkit.index.lexical import PostingsBuilder, lexical_config
 from searchkit.index.lock import WriterLock
 from searchkit.index.manifest import MANIFEST, Manifest
 from searchkit.index.paths import default_index_dir
+from searchkit.index.sections import BackendSection, CorpusSection
 from searchkit.index.segment import VectorSpec, WrittenSegment, write_segment
 from searchkit.inference.encoder import Encoder
 from searchkit.inference.resolve import DEFAULT_ENCODER, DEFAULT_RERANKER, canonical_name
@@ -144,26 +145,19 @@ def build_index(
             install_segment(root, staged, name)
             manifest = Manifest(
                 version=(previous or 0) + 1,
-                encoder={
-                    "name": encoder.name,
-                    "dim": encoder.dim,
-                    "max_seq_length": encoder.max_seq_length,
-                    **encoder.runtime.to_dict(),
-                },
+                encoder=encoder.section(),
                 reranker=canonical_name(reranker),
-                backend={"name": backend, "kind": spec.kind, "params": written.params},
+                backend=BackendSection(backend, spec.kind, written.params),
                 documents=written.entry.rows,
-                corpus={
-                    "path": str(Path(corpus).resolve()),
-                    "sha256": reader.sha256,
-                    "skipped_lines": reader.skipped_count,
-                },
+                corpus=CorpusSection(
+                    str(Path(corpus).resolve()), reader.sha256, reader.skipped_count
+                ),
                 files=written.files,
                 searchkit_version=__version__,
                 segments=[written.entry],
                 next_segment=number + 1,
                 lexical=terms,
-                chunking=chunking.to_dict(),
+                chunking=chunking.section(),
             )
             _commit(root, out, manifest)
         finally:

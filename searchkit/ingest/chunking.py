@@ -13,13 +13,14 @@ A passage is a span of characters ``[start, end)`` of ``Document.passage()``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from searchkit.errors import InvalidParameter
 from searchkit.index.passages import Spans
+from searchkit.index.sections import ChunkingSection
 from searchkit.models import Document
 
 DEFAULT_OVERLAP = 32  # tokens shared by consecutive passages
@@ -46,8 +47,9 @@ class ChunkConfig:
                 f"({self.tokens // 2}), got {self.overlap}"
             )
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def section(self) -> ChunkingSection:
+        """What an index's manifest records about these settings."""
+        return ChunkingSection(self.tokens, self.overlap, self.enabled)
 
 
 def chunk_config(

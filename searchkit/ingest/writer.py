@@ -26,6 +26,7 @@ from searchkit.index.commit import (
 from searchkit.index.lexical import PostingsBuilder
 from searchkit.index.lock import WriterLock
 from searchkit.index.manifest import Manifest
+from searchkit.index.sections import ChunkingSection
 from searchkit.index.segment import (
     Block,
     Segment,
@@ -99,11 +100,15 @@ def _scaled(advance: Callable[[int], None], passages: int, docs: int) -> Callabl
     return step
 
 
-def chunker_for(encoder: Encoder, config: dict[str, Any] | None) -> Chunker:
+def chunker_for(encoder: Encoder, config: ChunkingSection | None) -> Chunker:
     """The chunker of an index's recorded settings; none recorded (an index older than
     chunking): no chunking, but long documents are counted as truncated."""
     model = encoder.model
-    settings = ChunkConfig(**config) if config else ChunkConfig(text_window(model), enabled=False)
+    settings = (
+        ChunkConfig(config.tokens, config.overlap, config.enabled)
+        if config
+        else ChunkConfig(text_window(model), enabled=False)
+    )
     return Chunker(model.tokenizer, settings)
 
 
@@ -139,7 +144,7 @@ class IndexWriter:
             self._lock.release()
             raise
         self.encoder = Encoder(
-            self.manifest.encoder["name"],
+            self.manifest.encoder.name,
             batch_size=batch_size,
             runtime=from_manifest(self.manifest.encoder),
         )
@@ -270,10 +275,10 @@ class IndexWriter:
 
     def _spec(self) -> VectorSpec:
         b = self.manifest.backend
-        params = dict(b["params"])
+        params = dict(b.params)
         if "nlist" in params:  # IVF lists are sized for each segment's own row count
             params["nlist"] = None
-        return VectorSpec(b["name"], b["kind"], params)
+        return VectorSpec(b.name, b.kind, params)
 
     def _lexical(self) -> PostingsBuilder | None:
         config = self.manifest.lexical

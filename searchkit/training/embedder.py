@@ -72,7 +72,7 @@ def train_embedder(
     clock, started = Clock(), time.monotonic()
     out = Path(out)
     searcher = Searcher.open(index)
-    base = canonical_name(base or searcher.manifest.encoder["name"])
+    base = canonical_name(base or searcher.manifest.encoder.name)
     if reindex is not None:
         check_reindex_target(index, reindex, force)
     staging = staging_folder(out, force)

