@@ -44,6 +44,7 @@ demo: $(DEMO_INDEX)/manifest.json
 lint: install
 	$(BIN)/ruff check searchkit tests benchmarks scripts
 	$(BIN)/ruff format --check searchkit tests benchmarks scripts
+	$(BIN)/lint-imports --no-cache
 
 # The docs site (mkdocs.yml, docs/), built strictly: a broken link or reference fails.
 docs: install

@@ -104,7 +104,7 @@ def _dataset(args: Any) -> tuple[np.ndarray, np.ndarray, tuple, str]:
     data = benchdata.load_dataset(args.dataset, args.split, args.limit)
     given = args.index is not None and (args.index / "manifest.json").is_file()
     path = args.index if given else benchdata.bench_index(data, args.index)
-    ids = list(Searcher(path, verify=False).ids())
+    ids = list(Searcher.open(path, verify=False).ids())
     common.note(f"embedding {len(data.queries)} queries")
     encoder = Encoder(Manifest.read(path).encoder["name"])
     queries = encoder.encode_queries(list(data.queries.values()))

@@ -2,7 +2,8 @@
 
 Each judged query is retrieved once per first stage (``Searcher.search`` with ``mode="dense"``
 and ``mode="lexical"``, top ``--depth``), then fused with ``searchkit.query.fusion.rrf`` for every
-``--rrf-k`` and ``searchkit.query.fusion.weighted`` for every ``--weights`` value, exactly as a hybrid
+``--rrf-k`` and ``searchkit.query.fusion.weighted`` for every ``--weights`` value, exactly as a
+hybrid
 search fuses them, and every run is scored by ``searchkit.eval.metrics.score_run``. Meant for the
 train split, so the defaults are chosen on queries the test figures do not use. Baselines in
 the same run: dense alone and lexical alone.

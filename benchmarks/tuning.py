@@ -150,7 +150,7 @@ def _query_cache(data: Any, texts: list[str], encoder: Any, args: Any) -> dict[s
     corpus.write_text("".join(lines), encoding="utf-8")
     path = benchdata.workdir() / "lru-index"
     build_index(corpus, path, runtime=str(encoder.runtime), progress=False)
-    searcher = Searcher(path, query_runtime=str(encoder.runtime))
+    searcher = Searcher.open(path, query_runtime=str(encoder.runtime))
     queries = list(data.queries.values())[: args.lru_queries]
     searcher.search("warm up the model", rerank=False)
     fresh = [common.timed(searcher.search, q, rerank=False)[1] for q in queries]

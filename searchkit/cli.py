@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from searchkit.defaults import (
     DEFAULT_CANDIDATES,
-    DEFAULT_FUSION,
     DEFAULT_K,
     DEFAULT_LEXICAL,
-    DEFAULT_RERANK_WEIGHT,
-    DEFAULT_RRF_K,
     DEFAULT_SPLADE,
-    DEFAULT_WEIGHT,
 )
 from searchkit.errors import SearchkitError
 from searchkit.inference.resolve import DEFAULT_ENCODER, DEFAULT_RERANKER
+from searchkit.options import SearchOptions
 
 app = typer.Typer(
     help="Two-stage semantic search: index a JSONL corpus, then query it.",
@@ -71,9 +70,6 @@ ModeOpt = Annotated[
         "(default: hybrid when the index has lexical data)."
     ),
 ]
-FusionOpt = Annotated[str, typer.Option(help="How hybrid fuses: rrf or weighted.")]
-RrfKOpt = Annotated[float, typer.Option("--rrf-k", help="k of reciprocal rank fusion.")]
-WeightOpt = Annotated[float, typer.Option(help="Dense share of weighted fusion, 0 to 1.")]
 LexicalOpt = Annotated[
     str, typer.Option(help="Lexical first stage stored in the index: bm25, splade or none.")
 ]
@@ -82,24 +78,44 @@ RerankTokensOpt = Annotated[
     int | None,
     typer.Option(help="Cap on the tokens of a pair the reranker reads (default: the model's own)."),
 ]
-RerankMarginOpt = Annotated[
-    float | None,
-    typer.Option(
-        help="Early exit: skip the rerank when the first stage's top hit leads the next by "
-        "this much (its own score units) (default: always rerank).",
-    ),
-]
-RerankWeightOpt = Annotated[
-    float,
-    typer.Option(
-        help="Reranker's share when fusing its scores with the first stage's "
-        "(min-max normalized); 1: rerank order alone."
-    ),
-]
 RescoreOpt = Annotated[
     int | None,
     typer.Option(help="Candidates rescored with float vectors (sq8, binary kinds; 0: off)."),
 ]
+
+
+WhereOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Metadata filter, e.g. 'year >= 2020 and source = \"pubmed\"' "
+        "(see searchkit.query.filters)."
+    ),
+]
+_SHORT_FLAGS = {"candidates": ["--candidates", "-c"]}
+
+
+def with_search_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command`` a flag per ``SearchOptions`` field (its default and help text); the
+    command gets them as one ``options`` argument, checked by ``SearchOptions`` itself."""
+    signature = inspect.signature(command, eval_str=True)
+    kept = [p for p in signature.parameters.values() if p.name != "options"]
+    added = []
+    for f in dataclasses.fields(SearchOptions):
+        kind = {"bool": bool, "int": int, "float": float, "str": str}[str(f.type).split(" |")[0]]
+        flag = typer.Option(*_SHORT_FLAGS.get(f.name, ()), help=f.metadata["help"])
+        annotation = Annotated[kind | None if f.default is None else kind, flag]
+        added.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
+                                       default=f.default, annotation=annotation))  # fmt: skip
+
+    @functools.wraps(command)
+    def run(**given: Any) -> None:
+        chosen = {f.name: given.pop(f.name) for f in dataclasses.fields(SearchOptions)}
+        with _errors():
+            options = SearchOptions(**chosen)
+        command(**given, options=options)
+
+    run.__signature__ = signature.replace(parameters=[*kept, *added])  # type: ignore[attr-defined]
+    return run
 
 
 @contextmanager
@@ -208,14 +224,14 @@ def index(
         if ray is not None:
             from searchkit.distributed.ingest import ingest
 
-            build = partial(
+            build = functools.partial(
                 ingest, shards=shards or 1, address=ray, workers=workers, lexical=lexical or "none",
                 chunk=bool(chunk) or chunk_tokens is not None or chunk_overlap is not None,
             )  # fmt: skip
         elif (shards, workers) != (None, None):
             raise InvalidParameter("--shards and --workers need --ray ADDRESS")
         else:
-            build = partial(
+            build = functools.partial(
                 build_index, lexical=lexical or DEFAULT_LEXICAL, splade_model=splade_model,
                 chunk=chunk is not False, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap,
             )  # fmt: skip
@@ -228,36 +244,18 @@ def index(
 
 
 @app.command()
+@with_search_options
 def query(
     text: Annotated[str, typer.Argument(help="The query.")],
     index: IndexOpt = None,
     k: Annotated[int, typer.Option("-k", "--k", help="Hits to return.")] = DEFAULT_K,
-    candidates: Annotated[
-        int, typer.Option("--candidates", "-c", help="Retrieved hits the reranker scores.")
-    ] = DEFAULT_CANDIDATES,
-    rerank: Annotated[bool, typer.Option(help="Rerank with the CrossEncoder.")] = True,
     reranker: Annotated[
         str | None, typer.Option(help="CrossEncoder folder or hub name (default: the index's).")
     ] = None,
-    where: Annotated[
-        str | None,
-        typer.Option(
-            help="Metadata filter, e.g. 'year >= 2020 and source = \"pubmed\"' "
-            "(see searchkit.query.filters)."
-        ),
-    ] = None,
-    mode: ModeOpt = None,
-    fusion: FusionOpt = DEFAULT_FUSION,
-    rrf_k: RrfKOpt = DEFAULT_RRF_K,
-    weight: WeightOpt = DEFAULT_WEIGHT,
-    ef_search: EfSearchOpt = None,
-    nprobe: NprobeOpt = None,
-    rescore: RescoreOpt = None,
+    where: WhereOpt = None,
     query_runtime: QueryRuntimeOpt = None,
     reranker_runtime: RerankerRuntimeOpt = None,
     rerank_max_tokens: RerankTokensOpt = None,
-    rerank_margin: RerankMarginOpt = None,
-    rerank_weight: RerankWeightOpt = DEFAULT_RERANK_WEIGHT,
     verify: Annotated[bool, typer.Option(help="Check file checksums on open.")] = True,
     ray: Annotated[
         str | None,
@@ -267,6 +265,8 @@ def query(
         ),
     ] = None,
     as_json: JsonOpt = False,
+    *,
+    options: SearchOptions,
 ) -> None:
     """Search an index, e.g. searchkit query "how do vaccines work" -k 5 --where 'year >= 2020'"""
     from searchkit.index.paths import locate_index
@@ -282,15 +282,12 @@ def query(
             query_runtime=query_runtime, reranker_runtime=reranker_runtime,
             rerank_max_tokens=rerank_max_tokens,
         )  # fmt: skip
-        hits = searcher.search(
-            text, k, rerank=rerank, candidates=candidates, where=where, mode=mode,
-            fusion=fusion, rrf_k=rrf_k, weight=weight, ef_search=ef_search, nprobe=nprobe,
-            rescore=rescore, rerank_margin=rerank_margin, rerank_weight=rerank_weight,
-        )  # fmt: skip
+        hits = searcher.search(text, k, where=where, options=options)
     print_hits(path, hits, searcher.reranker.name, as_json=as_json)
 
 
 @app.command("eval")
+@with_search_options
 def eval_(
     index: Annotated[
         Path | None, typer.Argument(help="Index folder (default: built from --dataset).")
@@ -299,18 +296,10 @@ def eval_(
     split: Annotated[str, typer.Option(help="qrels split of --dataset.")] = "test",
     queries: Annotated[Path | None, typer.Option(help="queries.jsonl (with INDEX).")] = None,
     qrels: Annotated[Path | None, typer.Option(help="qrels TSV (with INDEX).")] = None,
-    candidates: Annotated[
-        int, typer.Option("--candidates", "-c", help="Hits to rerank.")
-    ] = DEFAULT_CANDIDATES,
-    rerank: Annotated[bool, typer.Option(help="Also measure retrieval + rerank.")] = True,
     reranker: Annotated[
         str | None, typer.Option(help="CrossEncoder (default: the index's).")
     ] = None,
-    mode: ModeOpt = None,
-    fusion: FusionOpt = DEFAULT_FUSION,
-    rrf_k: RrfKOpt = DEFAULT_RRF_K,
-    weight: WeightOpt = DEFAULT_WEIGHT,
-    rerank_weight: RerankWeightOpt = DEFAULT_RERANK_WEIGHT,
+    where: WhereOpt = None,
     model: Annotated[
         str, typer.Option(help="Bi-encoder, if the index is built.")
     ] = DEFAULT_ENCODER,
@@ -321,12 +310,13 @@ def eval_(
     query_runtime: QueryRuntimeOpt = None,
     reranker_runtime: RerankerRuntimeOpt = None,
     rerank_max_tokens: RerankTokensOpt = None,
-    rerank_margin: RerankMarginOpt = None,
     force: Annotated[bool, typer.Option(help="Rebuild the dataset's index.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = True,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the result here.")
     ] = None,
+    *,
+    options: SearchOptions,
 ) -> None:
     """Measure nDCG@10, MRR@10, Recall@10/100, MAP@100 and latency on judged queries,
     e.g. searchkit eval --dataset ../shared/data/beir/scifact --split test --mode hybrid"""
@@ -344,11 +334,9 @@ def eval_(
             index, dataset=dataset, split=split, queries=queries, qrels=qrels, **build
         )
         result = evaluate(
-            path, data, candidates=candidates, rerank=rerank, reranker=reranker,
-            progress=progress, mode=mode, fusion=fusion, rrf_k=rrf_k, weight=weight,
+            path, data, options=options, where=where, reranker=reranker, progress=progress,
             query_runtime=query_runtime, reranker_runtime=reranker_runtime,
-            rerank_max_tokens=rerank_max_tokens, rerank_margin=rerank_margin,
-            rerank_weight=rerank_weight,
+            rerank_max_tokens=rerank_max_tokens,
         )  # fmt: skip
     print_eval(result)
     if json_out is not None:

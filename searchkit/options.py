@@ -57,7 +57,7 @@ class SearchOptions:
     candidates: int = _knob(DEFAULT_CANDIDATES, "Retrieved hits the reranker scores.", ge=1)
     mode: str | None = _knob(
         None,
-        "First stage: dense, lexical or hybrid [hybrid when the index has lexical data].",
+        "First stage: dense, lexical or hybrid (default: hybrid when the index has lexical data).",
         choices=MODES,
     )
     fusion: str = _knob(DEFAULT_FUSION, "How hybrid fuses: rrf or weighted.", choices=FUSIONS)
@@ -73,7 +73,7 @@ class SearchOptions:
     rerank_margin: float | None = _knob(
         None,
         "Early exit: skip the rerank when the first stage's top hit leads the next by this "
-        "much (its own score units) [always rerank].",
+        "much (its own score units; default: always rerank).",
         ge=0,
     )
     rerank_weight: float = _knob(

@@ -145,7 +145,7 @@ def test_binary_index_respects_filters_and_tombstones(indexes, tmp_path):
     assert "vaccine" not in {h.id for h in hits} and len(hits) == 11
     hits = s.search("sugar", 5, rerank=False, where="year >= 2005")
     assert hits and all(h.metadata["year"] >= 2005 for h in hits)
-    with pytest.raises(InvalidParameter, match="rescore must be a whole number"):
+    with pytest.raises(InvalidParameter, match=r"rescore must be in \[0, 10000\], got -2"):
         s.search("sugar", 5, rerank=False, rescore=-2)
 
 

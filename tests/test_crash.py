@@ -148,7 +148,7 @@ def logical_state(index: Path) -> dict[str, Any] | None:
     m = s.manifest
     assert verify_index(index).version == m.version
     docs = []
-    for seg in s._view.segments:
+    for seg in s.stage.view.segments:
         rows = np.arange(seg.entry.rows) if seg.live is None else np.flatnonzero(seg.live)
         docs.extend(doc_key(d.id, d.title, d.text, d.metadata) for d in seg.docs.take(rows))
     docs.sort()

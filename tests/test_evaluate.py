@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from searchkit import DatasetError, IndexExists
+from searchkit import DatasetError, IndexExists, InvalidParameter
 from searchkit.eval.beir import load_beir
 from searchkit.eval.evaluate import ensure_index, evaluate
 from searchkit.eval.metrics import score_run
+from searchkit.options import SearchOptions
 from tests.conftest import QUERIES, tiny_records, write_jsonl
 
 
@@ -71,7 +72,9 @@ def test_evaluate_builds_then_reuses_the_index_and_scores_both_stages(
     lat = result.latency_ms["rerank"]
     assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"]
     assert result.search == {
-        "mode": "hybrid", "fusion": "weighted", "rrf_k": 60, "weight": 0.5, "rerank_weight": 1.0
+        "rerank": True, "candidates": 5, "mode": "hybrid", "fusion": "weighted", "rrf_k": 60,
+        "weight": 0.5, "ef_search": None, "nprobe": None, "rescore": None,
+        "rerank_margin": None, "rerank_weight": 1.0, "where": None,
     }  # fmt: skip
     assert result.truncation == {
         "pairs": 25, "truncated": 0, "max_tokens": 256, "early_exit": 0, "margin": None
@@ -79,6 +82,12 @@ def test_evaluate_builds_then_reuses_the_index_and_scores_both_stages(
     lexical = evaluate(index, data, rerank=False, progress=False, mode="lexical")
     assert lexical.search["mode"] == "lexical" and lexical.truncation == {}
     assert 0 < lexical.metrics["retrieval"]["nDCG@10"] <= 1
+    # every SearchOptions field reaches the search: a filter that keeps no document scores 0,
+    # and a backend option the index does not take is refused, naming it
+    nothing = evaluate(index, data, rerank=False, progress=False, where="year < 1990")
+    assert nothing.metrics["retrieval"]["nDCG@10"] == 0 and nothing.search["where"]
+    with pytest.raises(InvalidParameter, match="ef_search does not apply"):
+        evaluate(index, data, options=SearchOptions(rerank=False, ef_search=64), progress=False)
     other = write_beir(tmp_path / "other", ["q0\tvaccine\t1"])
     write_jsonl(other / "corpus.jsonl", tiny_records()[:6])
     with pytest.raises(IndexExists, match="another corpus"):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from searchkit.errors import InvalidParameter
-from searchkit.query.fusion import check_fusion, rrf, weighted
+from searchkit.options import SearchOptions
+from searchkit.query.fusion import rrf, weighted
 
 
 def ranked(*rows: list[tuple[int, float]], width: int = 4) -> tuple[np.ndarray, np.ndarray]:
@@ -64,13 +65,31 @@ def test_each_query_is_fused_on_its_own():
 
 
 @pytest.mark.parametrize(
-    "args, match",
+    "options, match",
     [
-        (("borda", 60, 0.5), "unknown fusion 'borda'; choose one of: rrf, weighted"),
-        (("rrf", -1, 0.5), "rrf_k must be at least 0"),
-        (("weighted", 60, 1.5), r"weight \(the dense share\) must be in \[0, 1\]"),
+        ({"fusion": "borda"}, "unknown fusion 'borda'; choose one of: rrf, weighted"),
+        ({"rrf_k": -1}, r"rrf_k must be in \[0, 10000\], got -1"),
+        ({"weight": 1.5}, r"weight must be in \[0, 1\], got 1.5"),
+        ({"rerank_weight": -0.1}, r"rerank_weight must be in \[0, 1\]"),
+        ({"candidates": 0}, "candidates must be at least 1, got 0"),
+        ({"mode": "sparse"}, "unknown mode 'sparse'; choose one of: dense, lexical, hybrid"),
+        ({"rerank": "yes"}, "rerank must be bool, got 'yes'"),
+        ({"ef_search": 2.5}, "ef_search must be int, got 2.5"),
+        ({"rerank_margin": float("nan")}, "rerank_margin must be float, got nan"),
     ],
 )
-def test_bad_fusion_parameters_are_named(args, match):
-    with pytest.raises(InvalidParameter, match=match):
-        check_fusion(*args)
+def test_bad_search_options_are_named(options, match):
+    with pytest.raises(InvalidParameter, match=match) as caught:
+        SearchOptions(**options)
+    assert caught.value.param == next(iter(options))
+
+
+def test_search_options_are_hashable_and_replace_checks_names():
+    base = SearchOptions()
+    assert hash(base) == hash(SearchOptions()) and base == SearchOptions()
+    assert {base: 1}[SearchOptions(candidates=20)] == 1
+    dense = base.replace(mode="dense", ef_search=32)
+    assert (dense.mode, dense.backend_options) == ("dense", {"ef_search": 32})
+    assert base.replace() is base and base.mode is None
+    with pytest.raises(InvalidParameter, match="unknown search option 'nprobes'"):
+        base.replace(nprobes=4)

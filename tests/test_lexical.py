@@ -84,7 +84,7 @@ def test_bm25_scores_equal_bm25s(built):
     stemmer = Stemmer.Stemmer("english")
     reference = bm25s.BM25()  # Lucene BM25, k1=1.5, b=0.75: what the manifest records
     reference.index(bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, show_progress=False))
-    view = Searcher.open(path)._view
+    view = Searcher.open(path).stage.view
     for query in QUERIES:
         tokens = bm25s.tokenize([query], stopwords="en", stemmer=stemmer, return_ids=False)[0]
         expected = reference.get_scores(tokens)

@@ -10,7 +10,8 @@ def test_public_names_are_pinned():
             "DatasetError", "Document", "FilterError", "Hit", "Hits", "IncompatibleIndex",
             "IndexExists", "IndexLocked", "IndexNotFound", "IndexWriter", "InvalidParameter",
             "Manifest", "ModelUnavailable", "Passage", "RerankerUnavailableWarning",
-            "SearchkitError", "SearchOptions", "Searcher", "UnknownBackend", "__version__", "build_index",
+            "SearchkitError", "SearchOptions", "Searcher", "UnknownBackend", "__version__",
+            "build_index",
             "verify_index",
         ]
     )  # fmt: skip

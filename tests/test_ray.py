@@ -46,7 +46,6 @@ from searchkit.index.sharded import (
     generation,
     is_sharded,
     read_manifest,
-    verify_sharded,
     write_shard,
 )
 from searchkit.ingest.corpus import corpus_sha256
@@ -312,7 +311,7 @@ def test_a_replacement_switches_shard_generations_atomically(tmp_path: Path) -> 
         staging = tmp_path / f".idx.build-{version}"
         manifest = fake_shards(staging, version, sizes)
         commit_sharded(staging, out, manifest, replace=version > 1)
-        assert verify_sharded(out).version == version
+        assert verify_index(out).version == version
         assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "shards"]
         assert [p.name for p in (out / "shards").iterdir()] == [generation(version)]
         assert read_manifest(out).documents == sum(sizes)
@@ -321,7 +320,7 @@ def test_a_replacement_switches_shard_generations_atomically(tmp_path: Path) -> 
         out / "shards" / generation(2) / "shard-0001" / "segments" / "s000001" / "docs.parquet"
     ).write_bytes(b"x")
     with pytest.raises(CorruptIndex):
-        verify_sharded(out)
+        verify_index(out)
     with pytest.raises(IncompatibleIndex, match="do not work on sharded indexes yet"):
         IndexWriter.open(out)
 
@@ -355,7 +354,8 @@ def test_sharded_index_is_a_parent_manifest_over_ordinary_indexes(sharded: Path)
 @pytest.mark.slow
 def test_exact_shards_return_what_one_exact_index_returns(sharded: Path, single: Path) -> None:
     many, one = Searcher.open(sharded), Searcher.open(single)
-    assert type(many).__name__ == "ShardedSearcher" and len(many) == len(one) == 48
+    assert type(many) is type(one) is Searcher and len(many) == len(one) == 48
+    assert type(many.stage).__name__ == "ShardedIndex" and type(one.stage).__name__ == "PlainIndex"
     queries = [*QUERIES, *EXTRA_QUERIES]
     for k in (1, 3, 10, 48):
         assert_same(many, one, queries, k=k, rerank=False)
@@ -394,10 +394,8 @@ def test_merged_candidates_are_reranked_once(
 
 @pytest.mark.slow
 def test_ray_actors_search_like_threads(sharded: Path, cluster: str) -> None:
-    from searchkit.distributed.fanout import ShardedSearcher
-
     local = Searcher.open(sharded)
-    remote = ShardedSearcher(sharded, ray_address=cluster)
+    remote = Searcher.open(sharded, ray_address=cluster)
     try:
         queries = [*QUERIES, *EXTRA_QUERIES]
         assert_same(remote, local, queries, k=7, rerank=False)
@@ -432,7 +430,7 @@ def test_a_killed_workers_block_is_retried_not_lost_or_doubled(
     for a, b in zip(got.shards, want.shards, strict=True):
         sa, sb = Searcher.open(report.path / a.path), Searcher.open(sharded / b.path)
         assert sa.ids() == sb.ids()  # same documents in the same rows: nothing lost or doubled
-        va, vb = (np.asarray(s._view.segments[0].vectors) for s in (sa, sb))
+        va, vb = (np.asarray(s.stage.view.segments[0].vectors) for s in (sa, sb))
         np.testing.assert_allclose(va, vb, atol=1e-6)
     queries = [*QUERIES, *EXTRA_QUERIES]
     a, b = Searcher.open(report.path), Searcher.open(sharded)

@@ -70,7 +70,9 @@ def test_candidates_never_fewer_than_k(built_index):
 
 def test_unavailable_default_reranker_falls_back_to_retrieval_order(built_index):
     searcher = Searcher.open(built_index, reranker=DEFAULT_RERANKER)
-    with pytest.warns(RerankerUnavailableWarning, match="--reranker PATH"):
+    with pytest.warns(
+        RerankerUnavailableWarning, match="pass a local CrossEncoder folder as reranker="
+    ):
         hits = searcher.search(QUERY, k=3)
     assert not hits.reranked
     assert [h.rank for h in hits] == [h.retrieval_rank for h in hits] == [1, 2, 3]

@@ -30,7 +30,7 @@ def live_docs(path: Path) -> dict[str, tuple[str, str, dict]]:
     """Every live document, read through a fresh Searcher: id -> (title, text, metadata)."""
     s = Searcher.open(path)
     out = {}
-    for seg in s._view.segments:
+    for seg in s.stage.view.segments:
         rows = np.arange(seg.entry.rows) if seg.live is None else np.flatnonzero(seg.live)
         out.update({d.id: (d.title, d.text, d.metadata) for d in seg.docs.take(rows)})
     assert sorted(out) == sorted(s.ids()) and len(out) == len(s)
@@ -210,12 +210,12 @@ def test_small_adds_to_an_ivf_index_size_their_own_lists(tmp_path):
 
 def test_refresh_reopens_only_what_changed(index):
     reader = Searcher.open(index)
-    base = reader._view.segments[0]
+    base = reader.stage.view.segments[0]
     with IndexWriter.open(index) as w:
         w.upsert([Document("kiwi", "Kiwi fruit is rich in vitamin C.", "Kiwi", {})])
         w.delete(["vaccine"])
     assert reader.refresh()
-    first, second = reader._view.segments
+    first, second = reader.stage.view.segments
     assert first.docs is base.docs and first.index is base.index  # reused, not reloaded
     assert base.live is None and first.live is not None and not first.live.all()
     assert reader.search("kiwi vitamin", k=1, rerank=False)[0].id == "kiwi"

@@ -1,4 +1,4 @@
-"""Ray connection and the Ray actors that search shards (the Ray side of ``searchkit.distributed.fanout``).
+"""Ray connection, and the Ray actors that search shards (``searchkit.distributed.fanout``).
 
 ``ray_session`` joins a cluster for the length of a block, or uses the connection this process
 already has. ``RayShards`` opens each shard of an index in a Ray actor and asks them all in
@@ -18,7 +18,10 @@ import numpy as np
 import pyarrow as pa
 
 from searchkit.errors import InvalidParameter, SearchkitError
+from searchkit.options import SearchOptions
 from searchkit.query.filters import Filter
+from searchkit.query.plain import PlainIndex
+from searchkit.query.stage import Candidates
 
 try:
     import ray
@@ -70,12 +73,10 @@ def last_line(err: BaseException) -> str:
 
 
 class _ShardServer:
-    """Query actor: one shard, opened on the node that runs the actor."""
+    """Query actor: one shard, opened on the node that runs the actor (it loads no model)."""
 
     def __init__(self, path: str, verify: bool) -> None:
-        from searchkit.distributed.fanout import Shard
-
-        self.shard = Shard(path, verify=verify)
+        self.shard = PlainIndex(path, verify=verify)
 
     def fields(self) -> dict[str, pa.DataType]:
         return self.shard.fields()
@@ -83,14 +84,14 @@ class _ShardServer:
     def ids(self) -> list[str]:
         return self.shard.ids()
 
-    def retrieve(
-        self, vectors: np.ndarray, depth: int, flt: Filter | None, overrides: dict[str, int | None]
-    ) -> Any:
-        return self.shard.retrieve(vectors, depth, flt, overrides)
+    def candidates(
+        self, vectors: np.ndarray, depth: int, flt: Filter | None, options: SearchOptions
+    ) -> Candidates:
+        return self.shard.dense_candidates(vectors, depth, flt, options)
 
 
 class RayShards:
-    """The shards of an index searched by Ray actors, one per shard (``searchkit.distributed.fanout``)."""
+    """The shards of an index searched by Ray actors, one per shard (a ``fanout.Shards``)."""
 
     def __init__(self, paths: Sequence[Path], verify: bool, address: str) -> None:
         self._session = ray_session(address)
@@ -111,10 +112,10 @@ class RayShards:
     def ids(self) -> list[list[str]]:
         return self._all("ids")
 
-    def retrieve(
-        self, vectors: np.ndarray, depth: int, flt: Filter | None, overrides: dict[str, int | None]
-    ) -> list[Any]:
-        return self._all("retrieve", vectors, depth, flt, overrides)
+    def candidates(
+        self, vectors: np.ndarray, depth: int, flt: Filter | None, options: SearchOptions
+    ) -> list[Candidates]:
+        return self._all("candidates", vectors, depth, flt, options)
 
     def close(self) -> None:
         for actor in self.actors:

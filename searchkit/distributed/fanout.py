@@ -1,11 +1,11 @@
-"""Search a sharded index: embed once, fan out to the shards, merge by score, rerank once.
+"""The first stage of a sharded index: fan the query out to the shards, merge by score.
 
-Each shard returns its own top ``depth`` hits for the query vectors (``depth`` is ``k``, or
-``max(k, candidates)`` when reranking), so the merged top ``depth`` is exactly what one index
-over the whole corpus returns with an exact backend. The shards are searched in threads of
-this process (``LocalShards``), or by Ray actors on the nodes that hold them
-(``searchkit.distributed.cluster.RayShards``); either way the query is embedded and the merged
-candidates are reranked here, once.
+Each shard is a ``PlainIndex`` (it loads no model) and returns its own top ``depth`` candidates
+for the query vectors (``depth`` is ``k``, or ``max(k, candidates)`` when reranking), so the
+merged top ``depth`` is exactly what one index over the whole corpus returns with an exact
+backend. The shards are searched in threads of this process (``LocalShards``), or by Ray actors
+on the nodes that hold them (``searchkit.distributed.cluster.RayShards``); either way the
+``Searcher`` embeds the query and reranks the merged candidates, once.
 """
 
 from __future__ import annotations
@@ -15,49 +15,19 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 
-from searchkit.errors import InvalidParameter
+from searchkit.errors import CorruptIndex, InvalidParameter
 from searchkit.index.sharded import ShardedManifest, check_shard_manifests
-from searchkit.inference.reranker import Reranker
 from searchkit.models import Document
-from searchkit.query.filters import Filter, Where, compile_filter, matching
-from searchkit.query.fusion import Fuse
-from searchkit.query.searcher import MODES, QUERY_CACHE, Pool, QueryCache, Searcher, query_encoder
+from searchkit.options import SearchOptions
+from searchkit.query.filters import Filter, Where, compile_filter
+from searchkit.query.plain import PlainIndex
+from searchkit.query.stage import Candidates, Fuse, Pool, QueryBatch
 from searchkit.query.view import merged_fields
-
-ShardHits = list[list[tuple[float, Document]]]  # per query: (score, document), best first
-
-
-class Shard(Searcher):
-    """One shard: an ordinary index searched by query vectors. It loads no model."""
-
-    def retrieve(
-        self,
-        vectors: np.ndarray,
-        depth: int,
-        flt: Filter | None,
-        overrides: dict[str, int | None],
-    ) -> ShardHits:
-        """The top ``depth`` live documents matching ``flt`` for each query vector."""
-        view = self._view
-        allowed = [
-            seg.live if flt is None else _both(matching(flt, seg.fields), seg.live)
-            for seg in view.segments
-        ]
-        scores, refs = view.retrieve(vectors, depth, allowed, overrides)
-        docs = view.fetch(refs)
-        return [
-            [(float(s), docs[int(r)]) for s, r in zip(ss, rr, strict=True) if r >= 0]
-            for ss, rr in zip(scores, refs, strict=True)
-        ]
-
-
-def _both(mask: np.ndarray, live: np.ndarray | None) -> np.ndarray:
-    return mask if live is None else mask & live
 
 
 class Shards(Protocol):
@@ -65,9 +35,9 @@ class Shards(Protocol):
 
     def fields(self) -> list[dict[str, pa.DataType]]: ...
     def ids(self) -> list[list[str]]: ...
-    def retrieve(
-        self, vectors: np.ndarray, depth: int, flt: Filter | None, overrides: dict[str, int | None]
-    ) -> list[ShardHits]: ...
+    def candidates(
+        self, vectors: np.ndarray, depth: int, flt: Filter | None, options: SearchOptions
+    ) -> list[Candidates]: ...
     def close(self) -> None: ...
 
 
@@ -76,7 +46,7 @@ class LocalShards:
     numpy release the GIL while they search)."""
 
     def __init__(self, paths: Sequence[Path], verify: bool) -> None:
-        self.shards = [Shard(p, verify=verify) for p in paths]
+        self.shards = [PlainIndex(p, verify=verify) for p in paths]
         self._pool = ThreadPoolExecutor(max(1, min(len(paths), 4 * (os.cpu_count() or 1))))
 
     def fields(self) -> list[dict[str, pa.DataType]]:
@@ -85,58 +55,54 @@ class LocalShards:
     def ids(self) -> list[list[str]]:
         return [s.ids() for s in self.shards]
 
-    def retrieve(
-        self, vectors: np.ndarray, depth: int, flt: Filter | None, overrides: dict[str, int | None]
-    ) -> list[ShardHits]:
+    def candidates(
+        self, vectors: np.ndarray, depth: int, flt: Filter | None, options: SearchOptions
+    ) -> list[Candidates]:
         return list(
-            self._pool.map(lambda s: s.retrieve(vectors, depth, flt, overrides), self.shards)
+            self._pool.map(lambda s: s.dense_candidates(vectors, depth, flt, options), self.shards)
         )
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
 
 
-class ShardedSearcher(Searcher):
-    """A read-only handle on a sharded index; ``Searcher.open`` returns one for a parent folder.
+class ShardedIndex:
+    """A sharded index's parent folder, as a first stage; ``Searcher.open`` picks it by kind.
 
     Args:
         path: the parent folder.
-        reranker: CrossEncoder to use instead of the one recorded in the manifest.
-        query_runtime, reranker_runtime, rerank_max_tokens, query_cache: as for ``Searcher``.
         verify: check the shards' file checksums on open (sizes are always checked).
         ray_address: search the shards with Ray actors on this cluster (``auto``, ``local``,
             ``ray://host:port``) instead of threads here. Every node must see the index path.
-
-    Example::
-
-        s = Searcher.open("indexes/big")            # a ShardedSearcher
-        hits = s.search("how do vaccines work", k=10)
     """
 
     def __init__(
-        self,
-        path: str | Path,
-        *,
-        reranker: str | None = None,
-        verify: bool = True,
-        ray_address: str | None = None,
-        query_runtime: str | None = None,
-        reranker_runtime: str | None = None,
-        rerank_max_tokens: int | None = None,
-        query_cache: int = QUERY_CACHE,
+        self, path: str | Path, *, verify: bool = True, ray_address: str | None = None
     ) -> None:
         self.path = Path(path)
         self._verify = verify
         self._ray_address = ray_address
         self._manifest, self._shards = self._open()
-        self.encoder = query_encoder(self._manifest.encoder, query_runtime)
-        self.reranker = Reranker(
-            reranker or self._manifest.reranker,
-            runtime=reranker_runtime,
-            max_tokens=rerank_max_tokens,
-        )
-        self._reranker_missing = False
-        self._queries = QueryCache(query_cache)
+
+    @classmethod
+    def open(cls, path: Path, *, verify: bool = True, ray_address: str | None = None) -> Any:
+        return cls(path, verify=verify, ray_address=ray_address)
+
+    @classmethod
+    def verify(cls, path: Path) -> ShardedManifest:
+        """Re-check every shard (sha256, sizes, row counts) against the parent manifest."""
+        manifest = ShardedManifest.read(path)
+        check_shard_manifests(path, manifest, checksums=True)
+        for shard in manifest.shards:
+            found = PlainIndex.verify(path / shard.path).documents
+            if found != shard.documents:
+                raise CorruptIndex(
+                    f"{path}: shard {shard.name} has {found} documents, the parent manifest "
+                    f"says {shard.documents}; rebuild the index"
+                )
+        if sum(s.documents for s in manifest.shards) != manifest.documents:
+            raise CorruptIndex(f"{path}: the shards' documents do not add up; rebuild the index")
+        return manifest
 
     def _open(self) -> tuple[ShardedManifest, Shards]:
         manifest = ShardedManifest.read(self.path)
@@ -177,48 +143,46 @@ class ShardedSearcher(Searcher):
     def _fields(self) -> dict[str, pa.DataType]:
         return merged_fields(pa.schema(list(f.items())) for f in self._shards.fields())
 
-    def resolve_mode(self, mode: str | None) -> str:
-        """Always ``dense``: shards hold vectors only (``searchkit.distributed.ingest`` writes no
-        lexical data), so lexical and hybrid search are refused."""
-        if mode in (None, "dense") or mode not in MODES:
-            return super().resolve_mode(mode)
-        raise InvalidParameter(
-            f"{self.path} is a sharded index, which holds vectors only, so mode {mode!r} cannot "
-            "run; search it with --mode dense, or build the index without --ray for lexical or "
-            "hybrid search"
-        )
-
-    def _candidates(
+    def candidates(
         self,
-        queries: Sequence[str],
+        batch: QueryBatch,
         depth: int,
-        where: Where | None,
-        overrides: dict[str, int | None],
-        mode: str,
+        where: Where | Filter | None,
+        options: SearchOptions,
         fuse: Fuse,
-    ) -> tuple[list[Pool], dict[int, Document]]:
-        """Every shard's top ``depth`` for each query, merged by score (``mode`` is dense:
-        see ``resolve_mode``; there is nothing to ``fuse``)."""
-        flt = None if where is None else compile_filter(where, self._fields)
-        found = self._shards.retrieve(self._query_vectors(queries), depth, flt, overrides)
-        return _merge(found, len(queries), depth)
+    ) -> Candidates:
+        """Every shard's top ``depth`` for each query vector, merged by score (shards hold
+        vectors only, so the batch has no terms and there is nothing to ``fuse``)."""
+        if batch.terms is not None or batch.vectors is None:
+            raise InvalidParameter(
+                f"{self.path}: shards hold vectors only; search with mode='dense'", param="mode"
+            )
+        if where is None or isinstance(where, Filter):
+            flt = where
+        else:
+            flt = compile_filter(where, self._fields)
+        found = self._shards.candidates(batch.vectors, depth, flt, options)
+        return _merge(found, len(batch), depth)
 
 
-def _merge(
-    found: list[ShardHits], queries: int, depth: int
-) -> tuple[list[Pool], dict[int, Document]]:
-    """Each query's top ``depth`` over all shards by score (ties: shard order), as the pools
-    and documents ``searcher._rerank`` takes: (ref, score, rank) and ref -> document."""
+def _merge(found: list[Candidates], queries: int, depth: int) -> Candidates:
+    """Each query's top ``depth`` over all shards by score (ties: shard order), re-numbered so
+    that refs are unique over the shards."""
     docs: dict[int, Document] = {}
-    pools = []
+    pools: list[Pool] = []
+    passages: list[dict[int, Any]] = []
     for q in range(queries):
-        merged = sorted((hit for shard in found for hit in shard[q]), key=lambda hit: -hit[0])[
-            :depth
+        hits = [
+            (score, s, ref) for s, shard in enumerate(found) for ref, score, _ in shard.pools[q]
         ]
-        pool = []
-        for rank, (score, doc) in enumerate(merged, 1):
-            ref = len(docs)
-            docs[ref] = doc
-            pool.append((ref, score, rank))
+        hits.sort(key=lambda hit: -hit[0])  # stable: ties keep shard order
+        pool, best = [], {}
+        for rank, (score, s, ref) in enumerate(hits[:depth], 1):
+            new = len(docs)
+            docs[new] = found[s].docs[ref]
+            if found[s].passages and ref in found[s].passages[q]:
+                best[new] = found[s].passages[q][ref]
+            pool.append((new, score, rank))
         pools.append(pool)
-    return pools, docs
+        passages.append(best)
+    return Candidates(pools, docs, passages)

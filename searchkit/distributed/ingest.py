@@ -1,6 +1,7 @@
 """Ingest a corpus on a Ray cluster into a sharded index (``searchkit index --ray``).
 
-1. the driver scans the corpus once: its sha256 and blocks of lines (``searchkit.distributed.blocks``);
+1. the driver scans the corpus once: its sha256 and blocks of lines
+   (``searchkit.distributed.blocks``);
 2. Ray Data: *read* tasks parse the blocks in parallel with ``CorpusReader``'s rules (a bad
    line is an error naming file and line); an *embed* actor pool, one bi-encoder per actor,
    embeds each block and writes it as one part file, replaced atomically under its block's name

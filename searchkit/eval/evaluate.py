@@ -8,13 +8,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from searchkit.defaults import (
-    DEFAULT_CANDIDATES,
-    DEFAULT_FUSION,
-    DEFAULT_RERANK_WEIGHT,
-    DEFAULT_RRF_K,
-    DEFAULT_WEIGHT,
-)
 from searchkit.errors import DatasetError, IndexExists, InvalidParameter
 from searchkit.eval.beir import EvalSet, load_beir, load_eval_set
 from searchkit.eval.metrics import percentiles_ms, score_run
@@ -23,7 +16,9 @@ from searchkit.index.paths import INDEX_ROOT
 from searchkit.ingest.build import build_index
 from searchkit.ingest.corpus import corpus_sha256
 from searchkit.models import Hits
+from searchkit.options import SearchOptions
 from searchkit.progress import TaskProgress
+from searchkit.query.filters import Where
 from searchkit.query.searcher import Searcher
 
 DEPTH = 100  # retrieved per query: enough for Recall@100 and MAP@100
@@ -40,7 +35,7 @@ class EvalResult:
     queries: int
     candidates: int
     reranker: str | None
-    search: dict[str, Any] = field(default_factory=dict)  # mode, fusion, rrf_k, weight
+    search: dict[str, Any] = field(default_factory=dict)  # the SearchOptions and where
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -63,7 +58,7 @@ def ensure_index(data: EvalSet, out: str | Path | None = None, **build: Any) -> 
         raise DatasetError(data.name, None, "no corpus to index; give an index folder instead")
     out = Path(out) if out is not None else INDEX_ROOT / data.name
     if (out / MANIFEST).exists() and not build.get("force"):
-        if Manifest.read(out).corpus["sha256"] != corpus_sha256(data.corpus):
+        if Manifest.read(out).corpus.sha256 != corpus_sha256(data.corpus):
             raise IndexExists(f"{out} holds an index of another corpus; pass --force to rebuild it")
         return out
     return build_index(data.corpus, out, **build).path
@@ -100,30 +95,26 @@ def evaluate(
     index: str | Path,
     data: EvalSet,
     *,
-    candidates: int = DEFAULT_CANDIDATES,
-    rerank: bool = True,
+    options: SearchOptions | None = None,
+    where: Where | None = None,
     reranker: str | None = None,
     progress: bool = True,
-    mode: str | None = None,
-    fusion: str = DEFAULT_FUSION,
-    rrf_k: float = DEFAULT_RRF_K,
-    weight: float = DEFAULT_WEIGHT,
     query_runtime: str | None = None,
     reranker_runtime: str | None = None,
     rerank_max_tokens: int | None = None,
-    rerank_margin: float | None = None,
-    rerank_weight: float = DEFAULT_RERANK_WEIGHT,
+    **overrides: Any,
 ) -> EvalResult:
     """Run every judged query through ``index`` one at a time (to time each) and score the runs.
 
-    The retrieval stage ranks the top 100 by the first stage (``mode``: dense, lexical or
-    hybrid with ``fusion``, as ``Searcher.search`` takes them); the rerank stage reranks the
-    top ``candidates`` (the full query path, timed end to end; ``rerank_weight`` < 1 fuses
-    the reranker's scores with the first stage's) and keeps the rest of the top 100 in
-    retrieval order below them, as BEIR does. Query runtimes are as for ``Searcher``; the
-    query cache is off, so the rerank stage's latency includes embedding the query again.
-    ``rerank_max_tokens`` and ``rerank_margin`` (early exit) are as for ``Searcher``; the
-    result counts the queries that exited early.
+    The retrieval stage ranks the top 100 by the first stage (``options.mode``: dense, lexical
+    or hybrid with its fusion; backend options such as ``ef_search`` apply); when
+    ``options.rerank``, the rerank stage reranks the top ``options.candidates`` (the full query
+    path, timed end to end; ``rerank_weight`` < 1 fuses the reranker's scores with the first
+    stage's; ``rerank_margin`` exits early) and keeps the rest of the top 100 in retrieval order
+    below them, as BEIR does. ``where`` filters both stages. Query runtimes and
+    ``rerank_max_tokens`` are as for ``Searcher``; the query cache is off, so the rerank stage's
+    latency includes embedding the query again. ``overrides`` are single ``SearchOptions``
+    fields.
 
     Example::
 
@@ -140,23 +131,17 @@ def evaluate(
         query_cache=0,
     )
     _check_ids(searcher, data)
-    options = {
-        "mode": searcher.resolve_mode(mode),
-        "fusion": fusion,
-        "rrf_k": rrf_k,
-        "weight": weight,
-        "rerank_weight": rerank_weight,
-    }
-    result = EvalResult(data.name, str(index), len(data.queries), candidates, None, options)
-    stage = functools.partial(_run_stage, searcher, data, result, progress=progress, **options)
-    retrieved = stage("retrieval", k=DEPTH, rerank=False)
+    opts = (options or SearchOptions()).replace(**overrides)
+    opts = opts.replace(mode=searcher.resolve_mode(opts.mode))
+    recorded = {**opts.to_dict(), "where": where}
+    result = EvalResult(data.name, str(index), len(data.queries), opts.candidates, None, recorded)
+    stage = functools.partial(_run_stage, searcher, data, result, progress=progress, where=where)
+    retrieved = stage("retrieval", DEPTH, opts.replace(rerank=False))
     result.metrics["retrieval"] = score_run(
         data.qrels, {q: _ranked(h) for q, h in retrieved.items()}
     )
-    if rerank:
-        reranked = stage(
-            "rerank", k=candidates, rerank=True, candidates=candidates, rerank_margin=rerank_margin
-        )
+    if opts.rerank:
+        reranked = stage("rerank", opts.candidates, opts)
         if all(h.reranked or h.early_exit for h in reranked.values()):
             result.reranker = searcher.reranker.name
             result.truncation = {
@@ -164,7 +149,7 @@ def evaluate(
                 "truncated": sum(h.truncated for h in reranked.values()),
                 "max_tokens": searcher.reranker.max_tokens,
                 "early_exit": sum(h.early_exit for h in reranked.values()),
-                "margin": rerank_margin,
+                "margin": opts.rerank_margin,
             }
             run = {q: _with_tail(reranked[q], retrieved[q]) for q in reranked}
             result.metrics["rerank"] = score_run(data.qrels, run)
@@ -179,16 +164,19 @@ def _run_stage(
     data: EvalSet,
     result: EvalResult,
     stage: str,
+    k: int,
+    options: SearchOptions,
     *,
     progress: bool,
-    **search: Any,
+    where: Where | None,
 ) -> dict[str, Hits]:
     hits, seconds = {}, []
-    searcher.search(next(iter(data.queries.values())), **search)  # load models before timing
+    search = functools.partial(searcher.search, k=k, where=where, options=options)
+    search(next(iter(data.queries.values())))  # load models before timing
     with TaskProgress(f"{data.name}: {stage}", len(data.queries), enabled=progress) as bar:
         for qid, text in data.queries.items():
             started = time.perf_counter()
-            hits[qid] = searcher.search(text, **search)
+            hits[qid] = search(text)
             seconds.append(time.perf_counter() - started)
             bar.advance(1)
     result.latency_ms[stage] = percentiles_ms(seconds)

@@ -7,7 +7,8 @@ rows of ``vectors.f32``), ``fields.parquet`` (typed metadata columns for filters
 the index has a lexical first stage, ``lexical.npz`` (the documents' terms, see
 ``searchkit.index.lexical``).
 Without ``passages.parquet`` vector row i is document i; with it (format 4, see
-``searchkit.ingest.chunking``) vector row j is passage j of document ``doc[j]`` (the column is sorted),
+``searchkit.ingest.chunking``) vector row j is passage j of document ``doc[j]``
+(the column is sorted),
 a span ``[start, end)`` of the document's ``passage()`` text.
 Nothing in a segment changes after it is committed; deleting or replacing a document
 tombstones its row in the version's ``deletions/v<version>.parquet``.

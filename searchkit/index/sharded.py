@@ -228,22 +228,3 @@ def check_shard_manifests(path: Path, manifest: ShardedManifest, checksums: bool
             raise CorruptIndex(
                 f"{path / entry.path}: shard manifest checksum mismatch; rebuild the index"
             )
-
-
-def verify_sharded(path: str | Path) -> ShardedManifest:
-    """Re-check every shard (sha256, sizes, row counts) against the parent manifest."""
-    from searchkit.query.searcher import verify_index
-
-    path = Path(path)
-    manifest = ShardedManifest.read(path)
-    check_shard_manifests(path, manifest, checksums=True)
-    for shard in manifest.shards:
-        found = verify_index(path / shard.path).documents
-        if found != shard.documents:
-            raise CorruptIndex(
-                f"{path}: shard {shard.name} has {found} documents, the parent manifest says "
-                f"{shard.documents}; rebuild the index"
-            )
-    if sum(s.documents for s in manifest.shards) != manifest.documents:
-        raise CorruptIndex(f"{path}: the shards' documents do not add up; rebuild the index")
-    return manifest

@@ -20,26 +20,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from searchkit.defaults import DEFAULT_RRF_K
-from searchkit.errors import InvalidParameter
-
-FUSIONS = ("rrf", "weighted")
 
 Ranked = tuple[np.ndarray, np.ndarray]  # (scores, refs), each (queries, n)
 Fuse = Callable[[Sequence[Ranked], int], Ranked]  # (lists, depth) -> the fused top depth
 
 
-def check_fusion(fusion: str, rrf_k: float, weight: float) -> None:
-    """Raise ``InvalidParameter`` for an unknown method or a parameter out of range."""
-    if fusion not in FUSIONS:
-        raise InvalidParameter(f"unknown fusion {fusion!r}; choose one of: {', '.join(FUSIONS)}")
-    if not rrf_k >= 0:
-        raise InvalidParameter(f"rrf_k must be at least 0, got {rrf_k}")
-    if not 0 <= weight <= 1:
-        raise InvalidParameter(f"weight (the dense share) must be in [0, 1], got {weight}")
-
-
 def fuser(fusion: str, rrf_k: float, weight: float) -> Fuse:
-    """The fusion ``fusion`` with its parameter (checked with ``check_fusion``)."""
+    """The fusion ``fusion`` with its parameter (``SearchOptions`` checked both)."""
     if fusion == "rrf":
         return functools.partial(rrf, k=rrf_k)
     return functools.partial(weighted, weights=[weight, 1 - weight])
@@ -64,14 +51,6 @@ def blend_rerank(rerank: np.ndarray, retrieval: np.ndarray, weight: float) -> np
     return weight * _minmax(np.asarray(rerank, np.float64)) + (1 - weight) * _minmax(
         np.asarray(retrieval, np.float64)
     )
-
-
-def check_rerank_weight(weight: float) -> None:
-    """Raise ``InvalidParameter`` unless ``weight`` (the reranker's share) is in [0, 1]."""
-    if not 0 <= weight <= 1:
-        raise InvalidParameter(
-            f"rerank weight (the reranker's share) must be in [0, 1], got {weight}"
-        )
 
 
 def _minmax(scores: np.ndarray) -> np.ndarray:

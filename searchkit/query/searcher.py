@@ -1,4 +1,4 @@
-"""Query an index: embed, retrieve top candidates by vector, rerank with a CrossEncoder."""
+"""Query an index: embed, retrieve candidates from its first stage, rerank with a CrossEncoder."""
 
 from __future__ import annotations
 
@@ -13,14 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from searchkit.defaults import (
-    DEFAULT_CANDIDATES,
-    DEFAULT_FUSION,
-    DEFAULT_K,
-    DEFAULT_RERANK_WEIGHT,
-    DEFAULT_RRF_K,
-    DEFAULT_WEIGHT,
-)
+from searchkit.defaults import DEFAULT_K
 from searchkit.errors import (
     IncompatibleIndex,
     InvalidParameter,
@@ -30,42 +23,39 @@ from searchkit.errors import (
 )
 from searchkit.index.lexical import Terms, bm25_query_terms
 from searchkit.index.manifest import Manifest
+from searchkit.index.sections import EncoderSection
 from searchkit.inference.encoder import Encoder
 from searchkit.inference.reranker import Reranker
 from searchkit.inference.runtimes import Runtime, from_manifest
 from searchkit.inference.sparse import splade_for
 from searchkit.models import Document, Hit, Hits, Passage
+from searchkit.options import MODES, SearchOptions
 from searchkit.query.filters import Where
-from searchkit.query.fusion import Fuse, blend_rerank, check_fusion, check_rerank_weight, fuser
-from searchkit.query.view import merged_fields, open_view, verify_index
+from searchkit.query.fusion import blend_rerank, fuser
+from searchkit.query.stage import FirstStage, Pool, QueryBatch, open_stage, verify_index
 
-__all__ = ["MODES", "Searcher", "verify_index"]
+__all__ = ["Searcher", "verify_index"]
 
-MODES = ("dense", "lexical", "hybrid")
-# Hybrid fuses each first stage's top max(this, candidates): the two top-100 lists, as the
-# standard RRF runs do; deeper lists cost little (the vector search and BM25 scoring are
-# done for every row anyway), only the fused top candidates are fetched.
-FUSION_DEPTH = 100
 QUERY_CACHE = 1024  # query embeddings kept for repeated queries (benchmarks/README.md)
 
 
 class Searcher:
-    """A read-only handle on an index folder, fixed at the version it opened.
+    """Search one index: a first stage (plain or sharded) plus the models and default options.
 
-    Opening reads the manifest, checks every file (sizes always, sha256 when ``verify``) and
-    loads the vector indexes; the models load on the first query. A writer committing later does
-    not change what this handle sees until ``refresh()``.
+    The first stage is fixed at the version it opened: a writer committing later does not change
+    what this handle sees until ``refresh()``. The models load on the first query; the first
+    stage loads none (a shard holds only its files).
 
     Args:
-        path: the index folder.
+        stage: the first stage (``Searcher.open`` picks it by the index's kind).
         reranker: CrossEncoder to use instead of the one recorded in the manifest.
-        verify: check file checksums on open (sizes are always checked).
         query_runtime: runtime of the query encoder (default: the one that embedded the index,
             recorded in its manifest; another one warns, as its vectors differ slightly).
         reranker_runtime: runtime of the reranker, e.g. ``openvino-int8`` (default ``auto``).
         rerank_max_tokens: cap on the tokens of a (query, passage) pair the reranker reads
             (default: the model's own limit); lower is faster and may rank worse.
         query_cache: how many query embeddings to keep for repeated queries (0: none).
+        options: the default ``SearchOptions`` of every search (each call may override them).
 
     Example::
 
@@ -76,19 +66,19 @@ class Searcher:
 
     def __init__(
         self,
-        path: str | Path,
+        stage: FirstStage,
         *,
         reranker: str | None = None,
-        verify: bool = True,
         query_runtime: str | None = None,
         reranker_runtime: str | None = None,
         rerank_max_tokens: int | None = None,
         query_cache: int = QUERY_CACHE,
+        options: SearchOptions | None = None,
     ) -> None:
-        self.path = Path(path)
-        self._verify = verify
-        self._view = open_view(self.path, verify)
-        m = self.manifest
+        self.stage = stage
+        self.path = stage.path
+        self.options = options or SearchOptions()
+        m = stage.manifest
         self.encoder = query_encoder(m.encoder, query_runtime)
         self.reranker = Reranker(
             reranker or m.reranker, runtime=reranker_runtime, max_tokens=rerank_max_tokens
@@ -102,196 +92,106 @@ class Searcher:
         cls,
         path: str | Path,
         *,
-        reranker: str | None = None,
         verify: bool = True,
         ray_address: str | None = None,
-        **options: Any,
+        **models: Any,
     ) -> Searcher:
-        """Open the index at ``path`` (same as the constructor, whose options it takes); the
-        parent folder of a sharded index opens as a ``searchkit.distributed.fanout.ShardedSearcher``, whose
-        shards are searched by Ray actors on the cluster at ``ray_address`` when it is given."""
-        from searchkit.index.sharded import is_sharded
+        """Open the index at ``path``, plain or sharded (by its manifest's kind); ``models``
+        are the constructor's keyword arguments (reranker, runtimes, cache, options).
 
-        if is_sharded(path):
-            from searchkit.distributed.fanout import ShardedSearcher
-
-            return ShardedSearcher(
-                path, reranker=reranker, verify=verify, ray_address=ray_address, **options
-            )
-        if ray_address is not None:
-            raise InvalidParameter(
-                f"{path} is not a sharded index: search it without a Ray address (--ray)"
-            )
-        return cls(path, reranker=reranker, verify=verify, **options)
+        Args:
+            path: the index folder (a sharded index's parent folder too).
+            verify: check file checksums on open (sizes are always checked).
+            ray_address: search a sharded index's shards with Ray actors on this cluster
+                (``auto``, ``local``, ``ray://host:port``) instead of threads here.
+        """
+        kwargs = {} if ray_address is None else {"ray_address": ray_address}
+        return cls(open_stage(path, verify=verify, **kwargs), **models)
 
     @property
     def manifest(self) -> Manifest:
         """The manifest of the version this handle reads."""
-        return self._view.manifest
+        return self.stage.manifest
 
     def refresh(self) -> bool:
         """Switch to the index's newest committed version; True if it changed."""
-        if Manifest.read(self.path).version == self.manifest.version:
+        lexical = self.manifest.lexical
+        if not self.stage.refresh():
             return False
-        view = open_view(self.path, self._verify, self._view)
-        if view.manifest.dim != self.manifest.dim:
-            raise IncompatibleIndex(f"{self.path}: the index was rebuilt with another model")
-        if view.manifest.lexical != self.manifest.lexical:
-            self.splade = splade_for(view.manifest.lexical)
-        self._view = view
+        if self.manifest.lexical != lexical:
+            self.splade = splade_for(self.manifest.lexical)
         return True
+
+    def close(self) -> None:
+        """Stop what the first stage runs on (threads, Ray actors)."""
+        self.stage.close()
 
     def __len__(self) -> int:
         return self.manifest.documents
 
     def ids(self) -> list[str]:
         """The ids of every live document."""
-        out: list[str] = []
-        for seg in self._view.segments:
-            ids = seg.docs.ids()
-            out.extend(ids if seg.live is None else np.asarray(ids, dtype=object)[seg.live])
-        return out
+        return self.stage.ids()
 
     def fields(self) -> dict[str, pa.DataType]:
         """The metadata fields a filter may use, with their types."""
-        return merged_fields(seg.fields.schema for seg in self._view.segments)
+        return self.stage.fields()
 
     def search(
         self,
         query: str,
         k: int = DEFAULT_K,
         *,
-        rerank: bool = True,
-        candidates: int = DEFAULT_CANDIDATES,
         where: Where | None = None,
-        mode: str | None = None,
-        fusion: str = DEFAULT_FUSION,
-        rrf_k: float = DEFAULT_RRF_K,
-        weight: float = DEFAULT_WEIGHT,
-        ef_search: int | None = None,
-        nprobe: int | None = None,
-        rescore: int | None = None,
-        rerank_margin: float | None = None,
-        rerank_weight: float = DEFAULT_RERANK_WEIGHT,
+        options: SearchOptions | None = None,
+        **overrides: Any,
     ) -> Hits:
         """The top ``k`` hits for ``query``.
 
         Args:
             query: the query text.
             k: hits to return.
-            rerank: rerank the top ``candidates`` with the CrossEncoder.
-            candidates: how many retrieved documents the reranker scores (at least ``k``).
             where: keep only documents whose metadata matches, e.g. ``'year >= 2020'`` or
                 ``{"source": "pubmed"}`` (see ``searchkit.query.filters``).
-            mode: the first stage: ``dense`` (vectors), ``lexical`` (the index's BM25 or
-                SPLADE terms) or ``hybrid`` (both, fused); default hybrid when the index has
-                lexical data, else dense.
-            fusion: how hybrid fuses the two top-``FUSION_DEPTH`` lists: ``rrf`` or
-                ``weighted`` (see ``searchkit.query.fusion``).
-            rrf_k: the k of reciprocal rank fusion.
-            weight: the dense list's share in weighted fusion (the lexical one's is 1 - weight).
-            ef_search: HNSW search breadth for this query (hnsw indexes).
-            nprobe: IVF lists to visit for this query (ivf indexes).
-            rescore: candidates of a compact index (sq8, binary) rescored with the float
-                vectors for this query; 0 keeps the compact scores.
-            rerank_margin: early exit: skip the reranker when the first stage's best candidate
-                leads the second by at least this much (in the first stage's score units:
-                cosine for dense, fused score for hybrid); the hits then keep retrieval order
-                and say ``early_exit``. None: always rerank.
-            rerank_weight: the reranker's share when its scores are fused with the first
-                stage's (``searchkit.query.fusion.blend_rerank``); 1 (default) ranks by the
-                reranker alone.
+            options: how to search (default: this searcher's ``options``).
+            **overrides: single ``SearchOptions`` fields, e.g. ``rerank=False, mode="dense"``.
 
         Example::
 
             hits = s.search("statin side effects", mode="hybrid", fusion="rrf", rrf_k=60)
         """
-        return self.search_batch(
-            [query], k, rerank=rerank, candidates=candidates, where=where, mode=mode,
-            fusion=fusion, rrf_k=rrf_k, weight=weight, ef_search=ef_search, nprobe=nprobe,
-            rescore=rescore, rerank_margin=rerank_margin, rerank_weight=rerank_weight,
-        )[0]  # fmt: skip
+        return self.search_batch([query], k, where=where, options=options, **overrides)[0]
 
     def search_batch(
         self,
         queries: Sequence[str],
         k: int = DEFAULT_K,
         *,
-        rerank: bool = True,
-        candidates: int = DEFAULT_CANDIDATES,
         where: Where | None = None,
-        mode: str | None = None,
-        fusion: str = DEFAULT_FUSION,
-        rrf_k: float = DEFAULT_RRF_K,
-        weight: float = DEFAULT_WEIGHT,
-        ef_search: int | None = None,
-        nprobe: int | None = None,
-        rescore: int | None = None,
-        rerank_margin: float | None = None,
-        rerank_weight: float = DEFAULT_RERANK_WEIGHT,
+        options: SearchOptions | None = None,
+        **overrides: Any,
     ) -> list[Hits]:
         """``search`` for many queries, embedded, retrieved and reranked in shared batches."""
-        _check_args(queries, k, candidates)
-        check_fusion(fusion, rrf_k, weight)
-        check_rerank_weight(rerank_weight)
-        mode = self.resolve_mode(mode)
+        opts = (options or self.options).replace(**overrides)
+        _check_args(queries, k)
+        mode = self.resolve_mode(opts.mode)
         if not queries:
             return []
-        reranker = self._usable_reranker() if rerank else None
-        depth = max(k, candidates) if reranker else k
-        overrides = {"ef_search": ef_search, "nprobe": nprobe, "rescore": rescore}
-        fuse = fuser(fusion, rrf_k, weight)
-        pools, docs, *found = self._candidates(queries, depth, where, overrides, mode, fuse)
-        passages = found[0] if found else [{} for _ in queries]
+        reranker = self._usable_reranker() if opts.rerank else None
+        depth = max(k, opts.candidates) if reranker else k
+        batch = QueryBatch(
+            self._query_vectors(queries) if mode != "lexical" else None,
+            self._query_terms(queries) if mode != "dense" else None,
+        )
+        fuse = fuser(opts.fusion, opts.rrf_k, opts.weight)
+        found = self.stage.candidates(batch, depth, where, opts, fuse)
+        passages = found.passages or [{} for _ in queries]
         if reranker is None:
             return [
-                _unranked(q, pool, docs, k, mode, best)
-                for q, pool, best in zip(queries, pools, passages, strict=True)
+                _unranked(q, pool, found.docs, k, mode, best)
+                for q, pool, best in zip(queries, found.pools, passages, strict=True)
             ]
-        return _rerank(
-            reranker, queries, pools, docs, k, mode, passages, rerank_margin, rerank_weight
-        )
-
-    def _candidates(
-        self,
-        queries: Sequence[str],
-        depth: int,
-        where: Where | None,
-        overrides: dict[str, int | None],
-        mode: str,
-        fuse: Fuse,
-    ) -> tuple[list[Pool], dict[int, Document], list[dict[int, Passage]]]:
-        """Each query's top ``depth`` live documents matching ``where`` by the first stage
-        ``mode`` (hybrid: the two lists joined by ``fuse``), as pools of (ref, score, rank),
-        the documents by ref (the filter is checked before embedding), and the best passages
-        of the documents indexed as several."""
-        view = self._view
-        allowed = view.allowed(where)
-        first = max(depth, FUSION_DEPTH) if mode == "hybrid" else depth
-        lists = []
-        vectors, best = None, []
-        if mode != "lexical":
-            vectors = self._query_vectors(queries)
-            *dense, prefs = view.retrieve_passages(vectors, first, allowed, overrides)
-            lists.append(tuple(dense))
-            best = [
-                dict(zip(r.tolist(), p.tolist(), strict=True))
-                for r, p in zip(dense[1], prefs, strict=True)
-            ]
-        if mode != "dense":
-            lists.append(view.retrieve_lexical(self._query_terms(queries), first, allowed))
-        scores, refs = lists[0] if len(lists) == 1 else fuse(lists, depth)
-        docs = view.fetch(refs)
-        pools = [
-            [
-                (int(r), float(s), rank)
-                for rank, (r, s) in enumerate(zip(rr, ss, strict=True), 1)
-                if r >= 0
-            ]
-            for rr, ss in zip(refs, scores, strict=True)
-        ]
-        refs_of = [[r for r, _, _ in pool] for pool in pools]
-        return pools, docs, view.passages(refs_of, best, vectors, docs)
+        return _rerank(reranker, queries, found.pools, found.docs, k, mode, passages, opts)
 
     def resolve_mode(self, mode: str | None) -> str:
         """The first stage ``search`` runs for ``mode``: checked against the index, or the
@@ -300,12 +200,21 @@ class Searcher:
         if mode is None:
             return "hybrid" if lexical else "dense"
         if mode not in MODES:
-            raise InvalidParameter(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
+            raise InvalidParameter(
+                f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}", param="mode"
+            )
+        if mode != "dense" and not lexical and getattr(self.manifest, "kind", None) == "sharded":
+            raise InvalidParameter(
+                f"{self.path} is a sharded index, which holds vectors only, so mode {mode!r} "
+                'cannot run; search it with mode="dense", or build the index without Ray for '
+                "lexical or hybrid search",
+                param="mode",
+            )
         if mode != "dense" and not lexical:
             raise InvalidParameter(
-                f"{self.path} has no lexical data (built with --lexical none), so mode {mode!r} "
-                "cannot run; search with --mode dense, or rebuild the index with: "
-                "searchkit index CORPUS --lexical bm25 --force"
+                f"{self.path} has no lexical data, so mode {mode!r} cannot run; search it with "
+                'mode="dense", or rebuild the index with lexical="bm25"',
+                param="mode",
             )
         return mode
 
@@ -325,8 +234,8 @@ class Searcher:
                 raise
             self._reranker_missing = True
             warnings.warn(
-                f"{err}. Hits are returned in retrieval order, not reranked. Fix: pass "
-                "--reranker PATH (a local CrossEncoder folder) or --no-rerank",
+                f"{err}. Hits are returned in retrieval order, not reranked. Fix: pass a local "
+                "CrossEncoder folder as reranker=, or rerank=False",
                 RerankerUnavailableWarning,
                 stacklevel=4,
             )
@@ -346,7 +255,7 @@ class Searcher:
         return self._queries.vectors(queries, self._checked_encoder.encode_queries)
 
 
-def query_encoder(encoder: dict[str, Any], runtime: str | None) -> Encoder:
+def query_encoder(encoder: EncoderSection, runtime: str | None) -> Encoder:
     """The bi-encoder for queries to an index whose manifest records ``encoder``: on the
     index's runtime unless ``runtime`` says otherwise (which warns: vectors differ slightly)."""
     built = from_manifest(encoder)
@@ -358,7 +267,7 @@ def query_encoder(encoder: dict[str, Any], runtime: str | None) -> Encoder:
             RuntimeMismatchWarning,
             stacklevel=3,
         )
-    return Encoder(encoder["name"], runtime=chosen)
+    return Encoder(encoder.name, runtime=chosen)
 
 
 class QueryCache:
@@ -388,9 +297,6 @@ class QueryCache:
         return np.stack([found[q] for q in queries])
 
 
-Pool = list[tuple[int, float, int]]  # (row, retrieval score, retrieval rank) per candidate
-
-
 def _unranked(
     q: str,
     pool: Pool,
@@ -417,14 +323,13 @@ def _rerank(
     k: int,
     mode: str,
     passages: Sequence[dict[int, Passage]],
-    margin: float | None,
-    weight: float,
+    options: SearchOptions,
 ) -> list[Hits]:
     """Score every (query, candidate) pair in one batch, a long document by its best passage,
     except for the queries the first stage is ``confident`` of (early exit); fuse the scores
-    with the retrieval scores by ``weight`` (see ``blend_rerank``); keep each query's top
-    ``k``."""
-    skip = [confident(pool, margin) for pool in pools]
+    with the retrieval scores by ``rerank_weight`` (see ``blend_rerank``); keep each query's
+    top ``k``."""
+    skip = [confident(pool, options.rerank_margin) for pool in pools]
     pairs = [
         (q, best[r].text if r in best else docs[r].passage())
         for q, pool, best, s in zip(queries, pools, passages, skip, strict=True)
@@ -439,7 +344,8 @@ def _rerank(
             results.append(_unranked(q, pool, docs, k, mode, best, early_exit=True))
             continue
         ce = np.asarray([next(scores) for _ in pool])
-        fused = blend_rerank(ce, np.asarray([s for _, s, _ in pool]), weight).tolist()
+        retrieval = np.asarray([s for _, s, _ in pool])
+        fused = blend_rerank(ce, retrieval, options.rerank_weight).tolist()
         scored = sorted(((f, *c) for f, c in zip(fused, pool, strict=True)), key=lambda x: -x[0])
         truncated = sum(next(cut) for _ in pool)
         hits = [
@@ -464,13 +370,11 @@ def _hit(
     )  # fmt: skip
 
 
-def _check_args(queries: Sequence[str], k: int, candidates: int) -> None:
+def _check_args(queries: Sequence[str], k: int) -> None:
     if isinstance(queries, str):
         raise InvalidParameter("search_batch takes a list of queries; use search() for one")
     for q in queries:
         if not isinstance(q, str) or not q.strip():
-            raise InvalidParameter(f"a query must be non-empty text, got {q!r}")
+            raise InvalidParameter(f"a query must be non-empty text, got {q!r}", param="query")
     if k < 1:
-        raise InvalidParameter(f"k must be at least 1, got {k}")
-    if candidates < 1:
-        raise InvalidParameter(f"candidates must be at least 1, got {candidates}")
+        raise InvalidParameter(f"k must be at least 1, got {k}", param="k")

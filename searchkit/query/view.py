@@ -26,7 +26,7 @@ from searchkit.index.lexical import SparseRetriever, Terms
 from searchkit.index.manifest import Manifest
 from searchkit.index.segment import Segment, entry_parts, read_deletions
 from searchkit.models import Document, Passage
-from searchkit.query.filters import Where, compile_filter, matching
+from searchkit.query.filters import Filter, Where, compile_filter, matching
 
 OPEN_ATTEMPTS = 5  # a writer may remove an old version's files while we open it: re-read
 EXACT_ROWS = 20_000  # filters leaving at most this many rows in a segment are searched exactly
@@ -41,27 +41,21 @@ class View:
     manifest: Manifest
     segments: list[Segment]
 
-    def allowed(self, where: Where | None) -> list[np.ndarray | None]:
-        """Per segment, the mask of rows a query may return (None: every row)."""
+    def allowed(self, where: Where | Filter | None) -> list[np.ndarray | None]:
+        """Per segment, the mask of rows a query may return (None: every row); ``where`` may
+        be compiled already (a sharded index compiles it once, against every shard's fields)."""
         if where is None:
             return [seg.live for seg in self.segments]
-        flt = compile_filter(where, merged_fields(seg.fields.schema for seg in self.segments))
+        flt = (
+            where
+            if isinstance(where, Filter)
+            else compile_filter(where, merged_fields(seg.fields.schema for seg in self.segments))
+        )
         masks = []
         for seg in self.segments:
             mask = matching(flt, seg.fields)
             masks.append(mask if seg.live is None else mask & seg.live)
         return masks
-
-    def retrieve(
-        self,
-        queries: np.ndarray,
-        depth: int,
-        allowed: list[np.ndarray | None],
-        overrides: dict[str, int | None],
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The top ``depth`` (scores, refs) over every segment, merged by score."""
-        scores, refs, _ = self.retrieve_passages(queries, depth, allowed, overrides)
-        return scores, refs
 
     def retrieve_passages(
         self,
@@ -263,19 +257,6 @@ def _exact(
     rows = np.append(np.flatnonzero(allow), -1)  # the -1 maps top_k's padding back to -1
     scores, picked = top_k(queries @ np.asarray(seg.vectors[rows[:-1]]).T, depth)
     return scores, rows[picked]
-
-
-def verify_index(path: str | Path) -> Manifest:
-    """Re-check every file's sha256 and size and every segment's row counts; the manifest.
-
-    Raises:
-        CorruptIndex: naming the first file or count that does not match.
-    """
-    from searchkit.index.sharded import is_sharded, verify_sharded
-
-    if is_sharded(path):
-        return verify_sharded(path)  # every shard, against the parent manifest
-    return open_view(Path(path), True).manifest
 
 
 def merged_fields(schemas: Iterable[pa.Schema]) -> dict[str, pa.DataType]:

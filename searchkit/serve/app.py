@@ -34,6 +34,7 @@ except ImportError as err:  # the optional extra
 from searchkit._version import __version__
 from searchkit.ingest.writer import CommitReport
 from searchkit.models import Document
+from searchkit.options import SearchOptions
 from searchkit.serve.schemas import (
     BatchResult,
     CommitResult,
@@ -103,12 +104,13 @@ def create_app(
     @app.post("/search", response_model=SearchResult, responses=READ_ERRORS)
     def search(body: SearchRequest) -> dict[str, Any]:
         """The top ``k`` hits of one query (micro-batched with concurrent ones)."""
-        return service.result(service.search(body.query, body.model_dump(exclude={"query"})))
+        k, where, options = _search_args(body, "query")
+        return service.result(service.search(body.query, k, where, options))
 
     @app.post("/search/batch", response_model=BatchResult, responses=READ_ERRORS)
     def search_batch(body: BatchRequest) -> dict[str, Any]:
         """The hits of many queries with the same options, searched as one batch."""
-        found = service.search_batch(body.queries, body.model_dump(exclude={"queries"}))
+        found = service.search_batch(body.queries, *_search_args(body, "queries"))
         return {"results": [service.result(hits) for hits in found]}
 
     @app.get("/info", response_model=Info)
@@ -145,6 +147,12 @@ def create_app(
 
 def _commit(report: CommitReport) -> dict[str, Any]:
     return {**asdict(report), "path": str(report.path), "missing": list(report.missing)}
+
+
+def _search_args(body: Any, queries: str) -> tuple[int, Any, SearchOptions]:
+    """A search request's k, filter and ``SearchOptions``."""
+    options = body.model_dump(exclude={queries, "k", "where"})
+    return body.k, body.where, SearchOptions(**options)
 
 
 def _handle_errors(app: FastAPI, limits: Limits) -> None:

@@ -6,26 +6,16 @@ them, so the OpenAPI spec states every bound a request must keep.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from searchkit.defaults import (
-    DEFAULT_CANDIDATES,
-    DEFAULT_FUSION,
-    DEFAULT_K,
-    DEFAULT_RERANK_WEIGHT,
-    DEFAULT_RRF_K,
-    DEFAULT_WEIGHT,
-)
+from searchkit.defaults import DEFAULT_K
 from searchkit.models import Hit  # a dataclass: pydantic validates and documents it as is
-from searchkit.query.fusion import FUSIONS
-from searchkit.query.searcher import MODES
-
-# the request options of the first stage, offered for an index with lexical data
-FIRST_STAGE_PARAMS = frozenset({"mode", "fusion", "rrf_k", "weight"})
+from searchkit.options import BACKEND_OPTIONS, HYBRID_OPTIONS, NAMES, SearchOptions
 
 
 @dataclass(frozen=True)
@@ -110,14 +100,39 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+def option_fields(limits: Limits, offered: Collection[str]) -> dict[str, Any]:
+    """Pydantic fields of the ``SearchOptions`` in ``offered``, from the dataclass: its
+    defaults, bounds, choices and help texts (``candidates`` capped by ``limits``)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(SearchOptions):
+        if f.name not in offered:
+            continue
+        meta = f.metadata
+        bounds = {key: meta[key] for key in ("ge", "le") if key in meta}
+        if f.name == "candidates":
+            bounds["le"] = limits.max_candidates
+        kind: Any = {"bool": bool, "int": int, "float": float, "str": str}[
+            str(f.type).split(" |")[0]
+        ]
+        if "choices" in meta:
+            kind = Literal[meta["choices"]]  # type: ignore[valid-type]
+        if kind is float:
+            bounds["allow_inf_nan"] = False
+        if f.default is None:
+            kind = kind | None
+        out[f.name] = (kind, Field(f.default, description=meta["help"], **bounds))
+    return out
+
+
 def request_models(
     limits: Limits, search_params: Collection[str] = ()
 ) -> dict[str, type[BaseModel]]:
     """SearchRequest, BatchRequest, UpsertRequest and DeleteRequest bounded by ``limits``.
 
-    ``search_params`` are the query-time options of the index's backend (``ef_search`` for
-    HNSW, ``nprobe`` for IVF, ``rescore`` for compact vectors) and, for an index with lexical
-    data, ``FIRST_STAGE_PARAMS``; the others are left out, so the spec offers only what applies.
+    The search options are ``SearchOptions``' fields: those every index takes, plus
+    ``search_params``: the query-time options of the index's backend (``ef_search`` for HNSW,
+    ``nprobe`` for IVF, ``rescore`` for compact vectors) and, for an index with lexical data,
+    ``HYBRID_OPTIONS``; the others are left out, so the spec offers only what applies.
     """
     query = Annotated[str, Field(min_length=1, max_length=limits.max_query_chars)]
     where = Annotated[
@@ -127,60 +142,13 @@ def request_models(
             '{"source": "pubmed", "year": {">=": 2020}} (see searchkit.query.filters)',
         ),
     ]
+    tuning = set(BACKEND_OPTIONS) | set(HYBRID_OPTIONS)
+    offered = {n for n in NAMES if n not in tuning or n in search_params}
     options: dict[str, Any] = {
         "k": (int, Field(DEFAULT_K, ge=1, le=limits.max_k, description="hits to return")),
-        "rerank": (bool, Field(True, description="rerank with the CrossEncoder")),
-        "candidates": (
-            int,
-            Field(DEFAULT_CANDIDATES, ge=1, le=limits.max_candidates, description="reranked"),
-        ),
         "where": (where, None),
-        "rerank_margin": (
-            float | None,
-            Field(
-                None,
-                ge=0,
-                allow_inf_nan=False,
-                description="early exit: keep retrieval order when the first stage's top hit "
-                "leads the next by this much",
-            ),
-        ),
-        "rerank_weight": (
-            float,
-            Field(
-                DEFAULT_RERANK_WEIGHT,
-                ge=0,
-                le=1,
-                allow_inf_nan=False,
-                description="reranker's share when fused with the first stage's scores",
-            ),
-        ),
+        **option_fields(limits, offered),
     }
-    tuning = {
-        "ef_search": (int | None, Field(None, ge=1, le=10_000, description="HNSW search breadth")),
-        "nprobe": (int | None, Field(None, ge=1, le=100_000, description="IVF lists to visit")),
-        "rescore": (
-            int | None,
-            Field(None, ge=0, le=10_000, description="compact-vector candidates rescored"),
-        ),
-        "mode": (
-            Literal[MODES] | None,  # type: ignore[valid-type]
-            Field(None, description="first stage: dense, lexical or hybrid [hybrid]"),
-        ),
-        "fusion": (
-            Literal[FUSIONS],  # type: ignore[valid-type]
-            Field(DEFAULT_FUSION, description="how hybrid fuses: rrf or weighted"),
-        ),
-        "rrf_k": (
-            float,
-            Field(DEFAULT_RRF_K, ge=0, le=10_000, allow_inf_nan=False, description="RRF's k"),
-        ),
-        "weight": (
-            float,
-            Field(DEFAULT_WEIGHT, ge=0, le=1, allow_inf_nan=False, description="dense share"),
-        ),
-    }
-    options.update({name: spec for name, spec in tuning.items() if name in search_params})
     document = create_model(
         "DocumentIn",
         __base__=Strict,

@@ -1,8 +1,8 @@
 """What ``searchkit serve`` serves, without the HTTP: one Searcher, micro-batching and writes.
 
 The models load once per process, in the background (:meth:`Service.start`); requests wait for
-them. Single queries without rerank go through a :class:`~searchkit.serve.batching.MicroBatcher` when
-the batch window is above 0. Writes open an ``IndexWriter`` per request (so ``searchkit add``
+them. Single queries without rerank go through a :class:`~searchkit.serve.batching.MicroBatcher`
+when the batch window is above 0. Writes open an ``IndexWriter`` per request (so ``searchkit add``
 from a shell still works between them), reuse the loaded bi-encoder, and refresh the searcher
 afterwards, so what was written is searchable at once; commits of other writers are picked up
 every few seconds.
@@ -24,9 +24,11 @@ from searchkit.backends.base import SEARCH_PARAMS
 from searchkit.errors import IndexLocked, ModelUnavailable, SearchkitError
 from searchkit.ingest.writer import CommitReport, IndexWriter
 from searchkit.models import Hits
+from searchkit.options import HYBRID_OPTIONS, SearchOptions
+from searchkit.query.filters import Where
 from searchkit.query.searcher import Searcher
 from searchkit.serve.batching import MicroBatcher
-from searchkit.serve.schemas import FIRST_STAGE_PARAMS, Limits
+from searchkit.serve.schemas import Limits
 
 log = logging.getLogger("searchkit.serve.app")
 T = TypeVar("T")
@@ -34,6 +36,19 @@ T = TypeVar("T")
 # Measured by benchmarks/serve_load.py (see benchmarks/README.md).
 DEFAULT_BATCH_WINDOW_MS = 5.0
 WARM_UP_QUERY = "warm up"
+
+
+@dataclass(frozen=True)
+class BatchKey:
+    """What queries must share to be searched in one micro-batch."""
+
+    k: int
+    where: str | None  # the filter as JSON text (a dict filter is not hashable)
+    options: SearchOptions
+
+
+def _where_key(where: Where | None) -> str | None:
+    return None if where is None else json.dumps(where, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -127,10 +142,10 @@ class Service:
     @property
     def search_params(self) -> set[str]:
         """The index's query-time options (``ef_search``, ``nprobe``, ``rescore``), and the
-        first-stage ones (``mode``, ``fusion``, ...) when it has lexical data."""
+        hybrid ones (``mode``, ``fusion``, ...) when it has lexical data."""
         m = self.searcher.manifest
-        first_stage = FIRST_STAGE_PARAMS if m.lexical else frozenset()
-        return (SEARCH_PARAMS & set(m.backend["params"])) | first_stage
+        hybrid = set(HYBRID_OPTIONS) if m.lexical else set()
+        return (SEARCH_PARAMS & set(m.backend.params)) | hybrid
 
     @property
     def is_ready(self) -> bool:
@@ -143,8 +158,9 @@ class Service:
         if self.load_error is not None:
             raise ModelUnavailable(f"the models failed to load: {self.load_error}")
 
-    def search(self, query: str, options: dict[str, Any]) -> Hits:
-        """One query; without rerank, micro-batched with concurrent ones of equal ``options``.
+    def search(self, query: str, k: int, where: Where | None, options: SearchOptions) -> Hits:
+        """One query; without rerank, micro-batched with concurrent ones of equal ``k``,
+        ``where`` and ``options`` (the batch key: ``SearchOptions`` is hashable).
 
         Reranked queries are not batched: the CrossEncoder's cost is per pair, so a shared batch
         gains no throughput and makes every query in it wait for all of them (measured by
@@ -152,13 +168,15 @@ class Service:
         time on each of the ``workers`` model threads.
         """
         self.wait_ready()
-        if self.batcher is None or options.get("rerank", True):
-            return self._on_pool(self.searcher.search, query, **options)
-        return self.batcher.submit(query, json.dumps(options, sort_keys=True))
+        if self.batcher is None or options.rerank:
+            return self._on_pool(self.searcher.search, query, k, where=where, options=options)
+        return self.batcher.submit(query, BatchKey(k, _where_key(where), options))
 
-    def search_batch(self, queries: list[str], options: dict[str, Any]) -> list[Hits]:
+    def search_batch(
+        self, queries: list[str], k: int, where: Where | None, options: SearchOptions
+    ) -> list[Hits]:
         self.wait_ready()
-        return self._on_pool(self.searcher.search_batch, queries, **options)
+        return self._on_pool(self.searcher.search_batch, queries, k, where=where, options=options)
 
     def _on_pool(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if self._pool is None:
@@ -213,8 +231,9 @@ class Service:
             log.error("searchkit serve: the models failed to load: %s", self.load_error)
         self.ready.set()
 
-    def _run_batch(self, key: Any, queries: list[str]) -> list[Hits]:
-        return self.searcher.search_batch(queries, **json.loads(key))
+    def _run_batch(self, key: BatchKey, queries: list[str]) -> list[Hits]:
+        where = None if key.where is None else json.loads(key.where)
+        return self.searcher.search_batch(queries, key.k, where=where, options=key.options)
 
     def _poll(self) -> None:
         while not self._stopping.wait(self.config.refresh_seconds):

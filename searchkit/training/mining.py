@@ -89,7 +89,7 @@ def attach_positive_texts(searcher: Searcher, queries: Sequence[TrainQuery]) -> 
 def documents_by_id(searcher: Searcher, ids: set[str]) -> dict[str, str]:
     """The passages of the live documents among ``ids``, by id."""
     out: dict[str, str] = {}
-    for seg in searcher._view.segments:  # noqa: SLF001 - the index's own package
+    for seg in searcher.stage.view.segments:
         all_ids = np.asarray(seg.docs.ids(), dtype=object)
         live = np.ones(len(all_ids), bool) if seg.live is None else seg.live
         rows = [r for r in np.flatnonzero(live).tolist() if all_ids[r] in ids]
@@ -100,7 +100,7 @@ def documents_by_id(searcher: Searcher, ids: set[str]) -> dict[str, str]:
 def iter_documents(searcher: Searcher, chunk: int = 1024) -> list[Document]:
     """Every live document of the index, in segment and row order."""
     docs: list[Document] = []
-    for seg in searcher._view.segments:  # noqa: SLF001 - the index's own package
+    for seg in searcher.stage.view.segments:
         rows = np.arange(len(seg.docs)) if seg.live is None else np.flatnonzero(seg.live)
         for start in range(0, len(rows), chunk):
             docs.extend(seg.docs.take(rows[start : start + chunk]))

@@ -2,7 +2,8 @@
 
 A :class:`Runtime` is a name (``torch``, ``onnx``, ``openvino``) and a precision (``fp32``,
 ``bf16``, ``int8``), written ``openvino-int8`` or given as two options. This module is light
-(no torch import): the CLI and the manifest use it. ``searchkit.inference.runtimes.load`` applies one to a
+(no torch import): the CLI and the manifest use it. ``searchkit.inference.runtimes.load``
+applies one to a
 loaded sentence-transformers model; the exported and quantized models are cached by
 ``searchkit.inference.runtimes.cache``.
 """
