@@ -231,7 +231,7 @@ def _data(args: Any) -> tuple[np.ndarray, np.ndarray, str]:
     data = benchdata.load_dataset(args.real, args.split, args.limit)
     index = benchdata.bench_index(data, args.index)
     texts = list(data.queries.values())[: args.queries]
-    queries = Encoder(Manifest.read(index).encoder["name"]).encode_queries(texts)
+    queries = Encoder(Manifest.read(index).encoder.name).encode_queries(texts)
     return benchdata.index_vectors(index), queries, f"{data.name} embeddings from {index}"
 
 

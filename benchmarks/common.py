@@ -310,4 +310,6 @@ def _jsonable(value: Any) -> Any:
         return value.item()
     if isinstance(value, np.ndarray):
         return value.tolist()
+    if hasattr(value, "to_dict"):  # manifest sections, SearchOptions
+        return value.to_dict()
     raise TypeError(f"cannot write {type(value).__name__} as JSON")

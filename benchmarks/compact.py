@@ -106,7 +106,7 @@ def _dataset(args: Any) -> tuple[np.ndarray, np.ndarray, tuple, str]:
     path = args.index if given else benchdata.bench_index(data, args.index)
     ids = list(Searcher.open(path, verify=False).ids())
     common.note(f"embedding {len(data.queries)} queries")
-    encoder = Encoder(Manifest.read(path).encoder["name"])
+    encoder = Encoder(Manifest.read(path).encoder.name)
     queries = encoder.encode_queries(list(data.queries.values()))
     judged = (ids, list(data.queries), data.qrels)
     return benchdata.index_vectors(path), queries, judged, f"{data.name} vectors from {path}"
