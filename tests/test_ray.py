@@ -37,6 +37,7 @@ from searchkit import (
     verify_index,
 )
 from searchkit.distributed.blocks import parse_block, plan_blocks
+from searchkit.index.sections import CorpusSection, EncoderSection
 from searchkit.index.segment import VectorSpec
 from searchkit.index.sharded import (
     ShardedManifest,
@@ -289,10 +290,10 @@ def fake_shards(staging: Path, version: int, sizes: list[int]) -> ShardedManifes
     """Shards of random unit vectors written under ``staging`` (no model, no Ray)."""
     rng = np.random.default_rng(version)
     header = ShardHeader(
-        {"name": "fake", "dim": 8, "max_seq_length": 16},
+        EncoderSection.from_dict({"name": "fake", "dim": 8, "max_seq_length": 16}),
         "fake-reranker",
         VectorSpec("exact", "flat", {}),
-        {"path": "c.jsonl", "sha256": "0", "skipped_lines": 0},
+        CorpusSection.from_dict({"path": "c.jsonl", "sha256": "0", "skipped_lines": 0}),
     )
     built = []
     for n, size in enumerate(sizes):
