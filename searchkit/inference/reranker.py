@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from searchkit.errors import InvalidParameter
+from searchkit.inference.catalog import ENGLISH_RERANKER, MULTILINGUAL_RERANKER
 from searchkit.inference.resolve import DEFAULT_RERANKER
 from searchkit.inference.runtimes.model import RuntimeModel
 
-# Far above the 4-5 characters of an average English word piece: the cut never shortens what
-# the model can read, it only spares tokenizing text the model would drop.
+# Far above the 4-5 characters of an average English word piece, and the 1-2 of a Chinese or
+# Japanese one: the cut never shortens what the model can read, it only spares tokenizing text
+# the model would drop.
 CHARS_PER_TOKEN = 16
 MIN_TOKENS = 32  # a cap below this leaves little of the passage beside the query
 
@@ -30,8 +32,8 @@ class Reranker(RuntimeModel["CrossEncoder"]):
     tokenized whole (a cut passage counts as truncated).
 
     ``Reranker()`` is ``cross-encoder/ms-marco-MiniLM-L6-v2``; the options are those of
-    :class:`searchkit.inference.runtimes.model.RuntimeModel` (``batch_size``: pairs per forward pass),
-    and ``max_tokens``: a cap below the model's own limit, to trade some quality for speed
+    :class:`searchkit.inference.runtimes.model.RuntimeModel` (``batch_size``: pairs per forward
+    pass), and ``max_tokens``: a cap below the model's own limit, to trade some quality for speed
     (cost grows with pair length; measured in benchmarks/README.md, "Rerank cost control").
     """
 
@@ -57,7 +59,9 @@ class Reranker(RuntimeModel["CrossEncoder"]):
 
     @property
     def is_default(self) -> bool:
-        return self.name == DEFAULT_RERANKER
+        """Whether this is a default reranker (English or multilingual): one that search skips,
+        with a warning, when it cannot be loaded (e.g. the multilingual one without hub access)."""
+        return self.name in (ENGLISH_RERANKER, MULTILINGUAL_RERANKER)
 
     @property
     def max_tokens(self) -> int:
