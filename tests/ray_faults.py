@@ -10,6 +10,11 @@ import os
 import signal
 from pathlib import Path
 
+# imported here, not in the hook, so a stale name fails the test module at collection instead of
+# every Ray worker's start (which Ray reports only as a stalled dataset)
+from searchkit.distributed import blocks
+from searchkit.distributed import tasks as ingest_tasks
+
 KILL_BLOCK = "SEARCHKIT_TEST_KILL_BLOCK"  # the block whose first writer dies
 KILL_MARKER = "SEARCHKIT_TEST_KILL_MARKER"  # created by the dying worker, holding its pid
 
@@ -19,8 +24,6 @@ def kill_once() -> None:
     temporary file and SIGKILLs itself; the marker file makes it happen once per job."""
     if KILL_BLOCK not in os.environ:
         return
-    from searchkit import blocks, ingest_tasks
-
     name = blocks.part_name(int(os.environ[KILL_BLOCK]))
     marker = Path(os.environ[KILL_MARKER])
     real = ingest_tasks.write_part

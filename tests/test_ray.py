@@ -54,6 +54,7 @@ from tests.conftest import QUERIES, REPO, tiny_records, write_jsonl
 from tests.ray_faults import KILL_BLOCK, KILL_MARKER
 
 ray = pytest.importorskip("ray")
+pytest.importorskip("ray.data")
 
 RAY = Path(sys.executable).with_name("ray")
 FILLER = [
@@ -66,6 +67,7 @@ SHARDS, BLOCK_DOCS = 2, 4
 AUTH_MODE = "RAY_AUTH_MODE"
 # how long a Ray node may take to start; minutes on a 2-core machine loaded with other work
 NODE_START_SECONDS = 300
+STALL_SECONDS = 600  # Ray Data's no-progress timeout here
 
 
 def corpus_records() -> list[dict]:
@@ -161,6 +163,8 @@ def cluster() -> Iterator[str]:
     try:
         _wait_for_port(port, procs[0], temp / "head.log")
         ray.init(address=address, log_to_driver=False)
+        # a stalled pipeline (say, workers that cannot start) fails in minutes, not Ray's 30
+        ray.data.DataContext.get_current().execution_no_progress_timeout_s = STALL_SECONDS
         _wait_for_nodes(1, procs, temp)
         # one node at a time: two raylets registering at once can time out on a busy machine
         for worker in (1, 2):

@@ -131,7 +131,7 @@ def test_rerank_weight_zero_keeps_retrieval_order(built_index: Path) -> None:
     plain = searcher.search(query, 5, rerank=False)
     fused = searcher.search(query, 5, candidates=5, rerank_weight=0.0)
     assert [h.id for h in fused] == [h.id for h in plain]
-    with pytest.raises(InvalidParameter, match="rerank weight"):
+    with pytest.raises(InvalidParameter, match=r"rerank_weight must be in \[0, 1\]"):
         searcher.search(query, rerank_weight=1.5)
 
 
