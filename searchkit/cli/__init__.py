@@ -2,25 +2,48 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import inspect
 import json
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from searchkit.cli.errors import reported_errors
+from searchkit.cli.options import (
+    DatasetOpt,
+    DepthOpt,
+    EfSearchOpt,
+    EpochsOpt,
+    EvalSplitOpt,
+    HeldoutOpt,
+    IndexArg,
+    IndexOpt,
+    JsonOpt,
+    LexicalOpt,
+    MaxLengthOpt,
+    ModeOpt,
+    NegativesOpt,
+    NprobeOpt,
+    OutOpt,
+    PairsOpt,
+    PrecisionOpt,
+    QueryRuntimeOpt,
+    RerankerRuntimeOpt,
+    RerankTokensOpt,
+    RescoreOpt,
+    RuntimeOpt,
+    SpladeOpt,
+    TrainSplitOpt,
+    WhereOpt,
+    with_search_options,
+)
 from searchkit.defaults import (
     DEFAULT_CANDIDATES,
     DEFAULT_K,
     DEFAULT_LEXICAL,
     DEFAULT_SPLADE,
 )
-from searchkit.errors import SearchkitError
 from searchkit.inference.resolve import DEFAULT_ENCODER, DEFAULT_RERANKER
 from searchkit.options import SearchOptions
 
@@ -30,107 +53,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-IndexOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--index",
-        "-i",
-        help="Index folder (default: $SEARCHKIT_INDEX, else newest under ./indexes).",
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")]
-EfSearchOpt = Annotated[int | None, typer.Option(help="HNSW search breadth (hnsw indexes).")]
-NprobeOpt = Annotated[int | None, typer.Option(help="IVF lists to visit per query (ivf indexes).")]
-RuntimeOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="Bi-encoder runtime: torch, onnx, openvino, or with a precision "
-        "(openvino-int8) (default: auto, the fastest installed that keeps quality).",
-    ),
-]
-PrecisionOpt = Annotated[
-    str | None,
-    typer.Option(help="Bi-encoder precision: fp32, bf16 or int8 (default: the runtime's)."),
-]
-QueryRuntimeOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="Query encoder runtime, e.g. torch-fp32 (default: the index's; others warn)."
-    ),
-]
-RerankerRuntimeOpt = Annotated[
-    str | None,
-    typer.Option(help="Reranker runtime, e.g. openvino-int8 or torch-bf16 (default: auto)."),
-]
-ModeOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="First stage: dense, lexical or hybrid "
-        "(default: hybrid when the index has lexical data)."
-    ),
-]
-LexicalOpt = Annotated[
-    str, typer.Option(help="Lexical first stage stored in the index: bm25, splade or none.")
-]
-SpladeOpt = Annotated[str, typer.Option(help="SparseEncoder for --lexical splade.")]
-RerankTokensOpt = Annotated[
-    int | None,
-    typer.Option(help="Cap on the tokens of a pair the reranker reads (default: the model's own)."),
-]
-RescoreOpt = Annotated[
-    int | None,
-    typer.Option(help="Candidates rescored with float vectors (sq8, binary kinds; 0: off)."),
-]
-
-
-WhereOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="Metadata filter, e.g. 'year >= 2020 and source = \"pubmed\"' "
-        "(see searchkit.query.filters)."
-    ),
-]
-_SHORT_FLAGS = {"candidates": ["--candidates", "-c"]}
-
-
-def with_search_options(command: Callable[..., None]) -> Callable[..., None]:
-    """Give ``command`` a flag per ``SearchOptions`` field (its default and help text); the
-    command gets them as one ``options`` argument, checked by ``SearchOptions`` itself."""
-    signature = inspect.signature(command, eval_str=True)
-    kept = [p for p in signature.parameters.values() if p.name != "options"]
-    added = []
-    for f in dataclasses.fields(SearchOptions):
-        kind = {"bool": bool, "int": int, "float": float, "str": str}[str(f.type).split(" |")[0]]
-        flag = typer.Option(*_SHORT_FLAGS.get(f.name, ()), help=f.metadata["help"])
-        annotation = Annotated[kind | None if f.default is None else kind, flag]
-        added.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
-                                       default=f.default, annotation=annotation))  # fmt: skip
-
-    @functools.wraps(command)
-    def run(**given: Any) -> None:
-        chosen = {f.name: given.pop(f.name) for f in dataclasses.fields(SearchOptions)}
-        with _errors():
-            options = SearchOptions(**chosen)
-        command(**given, options=options)
-
-    run.__signature__ = signature.replace(parameters=[*kept, *added])  # type: ignore[attr-defined]
-    return run
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Turn searchkit errors into one line on stderr and exit code 1; show warnings plainly."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("default")
-        try:
-            yield
-        except SearchkitError as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(1) from None
-        finally:
-            for w in caught:
-                typer.echo(f"warning: {w.message}", err=True)
 
 
 @app.command()
@@ -220,7 +142,7 @@ def index(
         "nprobe": nprobe,
         "rescore": rescore,
     }
-    with _errors():
+    with reported_errors():
         if ray is not None:
             from searchkit.distributed.ingest import ingest
 
@@ -273,7 +195,7 @@ def query(
     from searchkit.query.searcher import Searcher
     from searchkit.report import print_hits
 
-    with _errors():
+    with reported_errors():
         path, why = locate_index(index)
         if why != "given":
             typer.echo(f"using index {path} ({why})", err=True)
@@ -329,7 +251,7 @@ def eval_(
     }  # fmt: skip
     if reranker is not None:
         build["reranker"] = reranker
-    with _errors():
+    with reported_errors():
         path, data = prepare(
             index, dataset=dataset, split=split, queries=queries, qrels=qrels, **build
         )
@@ -356,13 +278,10 @@ def info(
     from searchkit.index.sharded import read_manifest
     from searchkit.report import print_manifest
 
-    with _errors():
+    with reported_errors():
         path, _ = locate_index(index)
         manifest = read_manifest(path)  # a sharded index's parent manifest too
     print_manifest(path, manifest, as_json=as_json)
-
-
-IndexArg = Annotated[Path, typer.Argument(help="Index folder.")]
 
 
 @app.command()
@@ -382,7 +301,10 @@ def add(
     from searchkit.ingest.writer import IndexWriter
     from searchkit.report import print_commit
 
-    with _errors(), IndexWriter.open(index, batch_size=batch_size, progress=progress) as writer:
+    with (
+        reported_errors(),
+        IndexWriter.open(index, batch_size=batch_size, progress=progress) as writer,
+    ):
         report = writer.add_corpus(corpus, id_field=id_field, skip_invalid=skip_invalid)
     print_commit(report, as_json=as_json)
 
@@ -398,7 +320,7 @@ def delete(
     from searchkit.ingest.writer import IndexWriter, read_ids
     from searchkit.report import print_commit
 
-    with _errors():
+    with reported_errors():
         wanted = read_ids(ids, ids_file)
         with IndexWriter.open(index) as writer:
             report = writer.delete(wanted)
@@ -411,7 +333,7 @@ def compact(index: IndexArg, as_json: JsonOpt = False) -> None:
     from searchkit.ingest.writer import IndexWriter
     from searchkit.report import print_commit
 
-    with _errors(), IndexWriter.open(index) as writer:
+    with reported_errors(), IndexWriter.open(index) as writer:
         report = writer.compact()
     print_commit(report, as_json=as_json)
 
@@ -422,7 +344,7 @@ def verify(index: IndexArg, as_json: JsonOpt = False) -> None:
     from searchkit.query.searcher import verify_index
     from searchkit.report import print_verified
 
-    with _errors():
+    with reported_errors():
         manifest = verify_index(index)
     print_verified(index, manifest, as_json=as_json)
 
@@ -458,7 +380,7 @@ def serve(
 ) -> None:
     """Serve an index over HTTP: search, info, upsert and delete (docs at /docs),
     e.g. searchkit serve indexes/docs --port 8000"""
-    with _errors():
+    with reported_errors():
         from searchkit.serve.app import create_app, run
         from searchkit.serve.service import ServerConfig
 
@@ -472,24 +394,6 @@ def serve(
             query_runtime=query_runtime, reranker_runtime=reranker_runtime,
         )  # fmt: skip
     run(app, host=host, port=port, log_level=log_level, access_log=access_log)
-
-
-DatasetOpt = Annotated[Path | None, typer.Option(help="BEIR dataset folder of relevance data.")]
-TrainSplitOpt = Annotated[str, typer.Option(help="qrels split of --dataset to train on.")]
-EvalSplitOpt = Annotated[
-    str | None, typer.Option(help="qrels split of --dataset to evaluate on [--heldout instead].")
-]
-PairsOpt = Annotated[
-    Path | None, typer.Option(help="JSONL of {query, positive | positive_id} lines.")
-]
-HeldoutOpt = Annotated[
-    float, typer.Option(help="Share of training queries kept out to measure before/after.")
-]
-NegativesOpt = Annotated[int, typer.Option(help="Hard negatives per (query, positive).")]
-DepthOpt = Annotated[int, typer.Option(help="Hard negatives are sampled from this top-N.")]
-EpochsOpt = Annotated[float, typer.Option(help="Passes over the training rows.")]
-MaxLengthOpt = Annotated[int, typer.Option(help="Tokens per input the model reads in training.")]
-OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder of the trained model.")]
 
 
 @app.command("train-reranker")
@@ -530,7 +434,7 @@ def train_reranker(
     from searchkit.training.data import load_training_data
     from searchkit.training.reranker import train_reranker as train
 
-    with _errors():
+    with reported_errors():
         data, held = load_training_data(
             dataset=dataset, split=split, eval_split=eval_split, queries=queries, qrels=qrels,
             pairs=pairs,
@@ -583,7 +487,7 @@ def train_embedder(
     from searchkit.training.data import load_training_data
     from searchkit.training.embedder import train_embedder as train
 
-    with _errors():
+    with reported_errors():
         data, held = load_training_data(
             dataset=dataset, split=split, eval_split=eval_split, queries=queries, qrels=qrels,
             pairs=pairs,
