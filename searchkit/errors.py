@@ -111,3 +111,8 @@ class PrecisionFallbackWarning(UserWarning):
 
 class RuntimeMismatchWarning(UserWarning):
     """Queries are embedded with another runtime than the index's documents were."""
+
+
+class DatasetWarning(UserWarning):
+    """Bad evaluation data that is not used, e.g. a malformed query of another split; the
+    message names the file and line."""
