@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -27,7 +28,16 @@ SKIPPED_SHOWN = 5
 
 
 def _dump(data: Any) -> None:
-    print(json.dumps(data, indent=2, ensure_ascii=False))
+    """JSON on stdout in UTF-8 whatever the locale's encoding (JSON is UTF-8: RFC 8259), so a
+    GBK console or PYTHONIOENCODING neither escapes nor mangles Chinese."""
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    out = getattr(sys.stdout, "buffer", None)
+    if out is None:  # a text-only stream, e.g. contextlib.redirect_stdout(StringIO())
+        sys.stdout.write(text)
+        return
+    sys.stdout.flush()
+    out.write(text.encode("utf-8"))
+    out.flush()
 
 
 def _mb(n: int) -> str:

@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import pickle
+import re
 from pathlib import Path
 
 import pytest
 
-from searchkit import CorpusError, CorpusReader, Document
+from searchkit import CorpusError, CorpusReader, Document, InvalidParameter
+from searchkit.distributed.blocks import parse_block, plan_blocks
 from tests.conftest import write_jsonl
 
 GOOD = {"_id": "a", "title": "T", "text": "some text"}
@@ -124,3 +127,93 @@ def test_corpus_errors_survive_pickling() -> None:
     err = pickle.loads(pickle.dumps(CorpusError("c.jsonl", 7, "missing field 'text'")))
     assert (err.path, err.line, err.problem) == ("c.jsonl", 7, "missing field 'text'")
     assert str(err) == "c.jsonl:7: missing field 'text'"
+
+
+ZH = [
+    {
+        "_id": "d1",
+        "title": "苹果手机",
+        "text": "iPhone 15 Pro 的电池续航大约一整天，支持 USB-C 快充。",
+    },
+    {"_id": "d2", "text": "𠀀 and 😀 are four bytes in GB18030; 臺灣 is Traditional."},
+    {"_id": "d3", "title": "饺子", "text": "北方人过年常吃饺子。"},
+]
+
+
+def zh_bytes(encoding: str, records: list[dict] = ZH) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode(encoding)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "records"),
+    [("gb18030", ZH), ("GBK", ZH[:1] + ZH[2:]), ("big5", [{"_id": "t", "text": "臺灣的夜市"}])],
+)
+def test_reads_the_corpus_in_its_encoding(tmp_path, encoding, records):
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(zh_bytes(encoding, records))
+    reader = CorpusReader(path, encoding=encoding)
+    assert [(d.id, d.text, d.title) for d in reader] == [
+        (r["_id"], r["text"], r.get("title", "")) for r in records
+    ]
+    assert reader.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()  # of the bytes as stored
+
+
+def test_a_gb18030_byte_order_mark_is_dropped(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_bytes("\ufeff".encode("gb18030") + zh_bytes("gb18030"))
+    assert read(path, encoding="gb18030")[0].id == "d1"
+
+
+def test_a_gbk_file_read_as_utf8_says_which_encoding_to_try(tmp_path):
+    path = tmp_path / "gbk.jsonl"
+    path.write_bytes(zh_bytes("gbk", ZH[:1]))
+    with pytest.raises(CorpusError) as info:
+        read(path)
+    assert str(info.value) == (
+        f'{path}:1: not UTF-8 text (invalid start byte) (try encoding="gb18030")'
+    )
+    utf8 = tmp_path / "utf8.jsonl"
+    utf8.write_bytes(zh_bytes("utf-8"))
+    with pytest.raises(
+        CorpusError, match=r'utf8.jsonl:1: not big5 text .*\(try encoding="utf-8"\)'
+    ):
+        read(utf8, encoding="big5")
+
+
+def test_bytes_of_no_likely_encoding_get_no_advice(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(b'{"_id": "b", "text": "\xff\xfe\x80"}\n')  # neither UTF-8 nor GB18030
+    with pytest.raises(CorpusError) as info:
+        read(path)
+    assert info.value.problem == "not UTF-8 text (invalid start byte)"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "problem"),
+    [
+        ("utf-16", "a corpus in utf-16 cannot be read line by line"),
+        ("utf-32-le", "a corpus in utf-32-le cannot be read line by line"),
+        ("cp037", "a corpus in cp037 cannot be read line by line"),  # EBCDIC
+        ("gb-2312-typo", "unknown encoding 'gb-2312-typo'"),
+        ("base64", "unknown encoding 'base64'"),  # a codec, but not of text
+    ],
+)
+def test_encodings_that_cannot_be_read_line_by_line_are_refused(tmp_path, encoding, problem):
+    path = write_jsonl(tmp_path / "c.jsonl", [GOOD])
+    with pytest.raises(InvalidParameter, match=re.escape(problem)) as info:
+        CorpusReader(path, encoding=encoding)
+    assert info.value.param == "encoding"
+    with pytest.raises(InvalidParameter, match=re.escape(problem)):
+        plan_blocks(path, 2, encoding=encoding)
+
+
+def test_blocks_of_a_gb18030_corpus_end_on_its_lines(tmp_path):
+    # GB18030 never uses the byte \n inside a character, so byte offsets cut whole lines
+    records = [{"_id": f"z{i}", "text": f"第{i}条 {ZH[i % 3]['text']}"} for i in range(10)]
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(zh_bytes("gb18030", records))
+    plan = plan_blocks(path, 3, encoding="gb18030")
+    assert plan.encoding == "gb18030" and len(plan.blocks) == 4
+    parsed = [parse_block(path, b, encoding=plan.encoding) for b in plan.blocks]
+    assert [ln for p in parsed for ln in p.lines] == list(range(1, 11))
+    assert [d for p in parsed for d in p.docs] == read(path, encoding="gb18030")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from searchkit import DatasetError, IndexExists, InvalidParameter
+from searchkit.errors import DatasetWarning
 from searchkit.eval.beir import load_beir
 from searchkit.eval.evaluate import ensure_index, evaluate
 from searchkit.eval.metrics import score_run
@@ -142,3 +143,70 @@ def test_cli_eval_prints_the_table_and_writes_json(dataset, tmp_path, reranker_p
     assert result["search"]["fusion"] == "rrf" and result["truncation"]["pairs"] == 25
     assert result["metrics"]["retrieval"]["nDCG@10"] == 1.0
     assert (tmp_path / "indexes" / "tiny" / "manifest.json").exists()
+
+
+def add_queries(dataset: Path, lines: list[str]) -> Path:
+    path = dataset / "queries.jsonl"
+    with open(path, "a", encoding="utf-8") as f:
+        f.writelines(line + "\n" for line in lines)
+    return path
+
+
+def test_bad_queries_of_other_splits_are_warnings_naming_file_and_line(dataset):
+    path = add_queries(
+        dataset,
+        [
+            '{"_id": "dev1", "text": ""}',  # line 7: an empty query of another split
+            '{"_id": "dev2", "text": "cut',  # line 8: its id cannot be read
+            '{"_id": "unjudged", "text": "again"}',  # line 9: a duplicate, of an unjudged query
+        ],
+    )
+    with pytest.warns(DatasetWarning) as caught:
+        data = load_beir(dataset)
+    assert sorted(data.queries) == [f"q{i}" for i in range(5)]
+    qrels = dataset / "qrels" / "test.tsv"
+    assert [str(w.message) for w in caught] == [
+        f"{path}:7: field 'text' is empty; skipped: not a query judged in {qrels}",
+        f"{path}:8: invalid JSON: Unterminated string starting at column 25; "
+        f"skipped: not a query judged in {qrels}",
+        f"{path}:9: duplicate id 'unjudged' (first on line 6); "
+        f"skipped: not a query judged in {qrels}",
+    ]
+
+
+def test_many_bad_queries_of_other_splits_are_counted_after_the_first_five(dataset):
+    add_queries(dataset, [f'{{"_id": "dev{i}", "text": " "}}' for i in range(8)])
+    with pytest.warns(DatasetWarning) as caught:
+        load_beir(dataset)
+    assert len(caught) == 6
+    assert str(caught[-1].message).startswith(f"{dataset / 'queries.jsonl'}: 3 more bad lines")
+
+
+def test_a_bad_query_of_the_evaluated_split_stays_an_error(dataset):
+    path = dataset / "queries.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[2] = '{"_id": "q2", "text": ""}'
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"queries.jsonl:3: field 'text' is empty$"):
+        load_beir(dataset)
+    lines[2] = '{"_id": "q2", "text": "cut'  # no readable id, and q2 is then missing
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(
+        DatasetError, match=r"queries.jsonl:3: invalid JSON.*; 1 judged queries are not in .*'q2'"
+    ):
+        load_beir(dataset)
+
+
+def test_a_dataset_in_gb18030(tmp_path):
+    root = tmp_path / "zh"
+    (root / "qrels").mkdir(parents=True)
+    corpus = '{"_id": "饺子", "text": "北方人过年常吃饺子。"}\n'
+    queries = '{"_id": "问1", "text": "过年吃什么"}\n'
+    (root / "corpus.jsonl").write_bytes(corpus.encode("gb18030"))
+    (root / "queries.jsonl").write_bytes(queries.encode("gb18030"))
+    (root / "qrels" / "test.tsv").write_bytes("问1\t饺子\t1\n".encode("gb18030"))
+    data = load_beir(root, encoding="gb18030")
+    assert data.queries == {"问1": "过年吃什么"} and data.qrels == {"问1": {"饺子": 1}}
+    assert data.encoding == "gb18030"
+    with pytest.raises(DatasetError, match=r'test.tsv:1: not UTF-8 text .*"gb18030"\)$'):
+        load_beir(root)  # the qrels are read first

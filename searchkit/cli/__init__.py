@@ -14,6 +14,7 @@ from searchkit.cli.options import (
     DatasetOpt,
     DepthOpt,
     EfSearchOpt,
+    EncodingOpt,
     EpochsOpt,
     EvalSplitOpt,
     HeldoutOpt,
@@ -98,6 +99,7 @@ def index(
     skip_invalid: Annotated[
         bool, typer.Option(help="Skip bad lines and report them instead of failing.")
     ] = False,
+    encoding: EncodingOpt = "utf-8",
     batch_size: Annotated[int, typer.Option(help="Texts per encoder batch.")] = 32,
     runtime: RuntimeOpt = None,
     precision: PrecisionOpt = None,
@@ -159,7 +161,8 @@ def index(
             )  # fmt: skip
         report = build(
             corpus, out, model=model, reranker=reranker, backend=backend, kind=kind,
-            params=params, id_field=id_field, skip_invalid=skip_invalid, batch_size=batch_size,
+            params=params, id_field=id_field, skip_invalid=skip_invalid, encoding=encoding,
+            batch_size=batch_size,
             runtime=runtime, precision=precision, force=force, progress=progress,
         )  # fmt: skip
     print_build(report, as_json=as_json)
@@ -218,6 +221,7 @@ def eval_(
     split: Annotated[str, typer.Option(help="qrels split of --dataset.")] = "test",
     queries: Annotated[Path | None, typer.Option(help="queries.jsonl (with INDEX).")] = None,
     qrels: Annotated[Path | None, typer.Option(help="qrels TSV (with INDEX).")] = None,
+    encoding: EncodingOpt = "utf-8",
     reranker: Annotated[
         str | None, typer.Option(help="CrossEncoder (default: the index's).")
     ] = None,
@@ -253,8 +257,9 @@ def eval_(
         build["reranker"] = reranker
     with reported_errors():
         path, data = prepare(
-            index, dataset=dataset, split=split, queries=queries, qrels=qrels, **build
-        )
+            index, dataset=dataset, split=split, queries=queries, qrels=qrels,
+            encoding=encoding, **build,
+        )  # fmt: skip
         result = evaluate(
             path, data, options=options, where=where, reranker=reranker, progress=progress,
             query_runtime=query_runtime, reranker_runtime=reranker_runtime,
@@ -292,6 +297,7 @@ def add(
     skip_invalid: Annotated[
         bool, typer.Option(help="Skip bad lines instead of failing the whole add.")
     ] = False,
+    encoding: EncodingOpt = "utf-8",
     batch_size: Annotated[int, typer.Option(help="Texts per encoder batch.")] = 32,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
     as_json: JsonOpt = False,
@@ -305,7 +311,9 @@ def add(
         reported_errors(),
         IndexWriter.open(index, batch_size=batch_size, progress=progress) as writer,
     ):
-        report = writer.add_corpus(corpus, id_field=id_field, skip_invalid=skip_invalid)
+        report = writer.add_corpus(
+            corpus, id_field=id_field, skip_invalid=skip_invalid, encoding=encoding
+        )
     print_commit(report, as_json=as_json)
 
 

@@ -23,7 +23,13 @@ import pyarrow.parquet as pq
 
 from searchkit.errors import CorpusError
 from searchkit.index.fsio import fsync_dir
-from searchkit.ingest.corpus import CorpusReader, SkippedLine, open_corpus
+from searchkit.ingest.corpus import (
+    DEFAULT_ENCODING,
+    CorpusReader,
+    SkippedLine,
+    check_encoding,
+    open_corpus,
+)
 from searchkit.models import Document
 
 CHUNK = 1 << 20
@@ -47,12 +53,13 @@ class Block:
 
 @dataclass(frozen=True)
 class CorpusPlan:
-    """A corpus cut into blocks, with the sha256 of its uncompressed bytes."""
+    """A corpus cut into blocks, with the sha256 of its uncompressed bytes and its encoding."""
 
     path: Path
     sha256: str
     lines: int
     blocks: list[Block]
+    encoding: str = DEFAULT_ENCODING
 
 
 @dataclass
@@ -76,13 +83,20 @@ def count_lines(path: str | Path) -> int:
     return lines + (last != b"\n")
 
 
-def plan_blocks(path: str | Path, block_lines: int) -> CorpusPlan:
+def plan_blocks(
+    path: str | Path, block_lines: int, *, encoding: str = DEFAULT_ENCODING
+) -> CorpusPlan:
     """Cut the corpus into blocks of ``block_lines`` lines (the last may be shorter).
+
+    Blocks are cut at ``\\n`` bytes, which ``check_encoding`` makes sure are line ends in
+    ``encoding`` (never part of a character, as they would be in UTF-16).
 
     Raises:
         CorpusError: the file is missing or cannot be read (a truncated gzip).
+        InvalidParameter: an encoding ``CorpusReader`` cannot read.
     """
     path = Path(path)
+    encoding = check_encoding(encoding)
     if not path.is_file():
         raise CorpusError(path, None, "no such file; give the path of a .jsonl corpus")
     digest = hashlib.sha256()
@@ -108,7 +122,7 @@ def plan_blocks(path: str | Path, block_lines: int) -> CorpusPlan:
                 start, count, pending = offset, 0, bytearray()
         if count:
             close()
-    return CorpusPlan(path, digest.hexdigest(), line_no, blocks)
+    return CorpusPlan(path, digest.hexdigest(), line_no, blocks, encoding)
 
 
 def _lines(stream, path: Path) -> Iterator[bytes]:
@@ -141,14 +155,19 @@ def block_lines(path: str | Path, block: Block) -> Iterator[bytes]:
 
 
 def parse_block(
-    path: str | Path, block: Block, *, id_field: str | None = None, skip_invalid: bool = False
+    path: str | Path,
+    block: Block,
+    *,
+    id_field: str | None = None,
+    skip_invalid: bool = False,
+    encoding: str = DEFAULT_ENCODING,
 ) -> ParsedBlock:
     """Parse one block with the rules of ``CorpusReader``; a bad line raises ``CorpusError``
     naming the file and its line in the whole corpus (or is skipped with ``skip_invalid``).
 
     Duplicate ids are caught within the block here; across blocks, by whoever gathers them.
     """
-    reader = CorpusReader(path, id_field=id_field, skip_invalid=skip_invalid)
+    reader = CorpusReader(path, id_field=id_field, skip_invalid=skip_invalid, encoding=encoding)
     out = ParsedBlock(block.number, [], [])
     numbered = enumerate(block_lines(path, block), start=block.first_line)
     for line_no, doc in reader.documents(numbered):

@@ -98,6 +98,7 @@ def ingest(
     chunk: bool = False,
     id_field: str | None = None,
     skip_invalid: bool = False,
+    encoding: str = "utf-8",
     batch_size: int = 32,
     runtime: str | None = None,
     precision: str | None = None,
@@ -148,7 +149,8 @@ def ingest(
         previous = check_target(out, force)
         version = (previous or 0) + 1
         # at least one block per shard, so that no shard is empty on a small corpus
-        plan = plan_blocks(corpus, max(1, min(block_docs, math.ceil(count_lines(corpus) / shards))))
+        block_lines = max(1, min(block_docs, math.ceil(count_lines(corpus) / shards)))
+        plan = plan_blocks(corpus, block_lines, encoding=encoding)
         staging = staging_dir(out)
         try:
             run = _Run(plan, staging, id_field, skip_invalid)
@@ -213,7 +215,11 @@ class _Run:
         """Blocks -> read tasks (parse) -> embed actors (one model each, write the part)."""
         blocks = [{"block": pickle.dumps(b)} for b in self.plan.blocks]
         ds = ray.data.from_items(blocks, override_num_blocks=len(blocks))
-        read = {"corpus": str(self.plan.path), "id_field": self.id_field}
+        read = {
+            "corpus": str(self.plan.path),
+            "id_field": self.id_field,
+            "encoding": self.plan.encoding,
+        }
         # parsing is light: it takes no CPU from the embedding actors' reservation, and two
         # read tasks at a time keep the actors fed
         ds = ds.map(

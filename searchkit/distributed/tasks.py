@@ -36,11 +36,15 @@ from searchkit.ingest.chunking import text_window
 PARTS = "parts"
 
 
-def read_block(row: dict[str, Any], corpus: str, id_field: str | None, skip_invalid: bool) -> dict:
+def read_block(
+    row: dict[str, Any], corpus: str, id_field: str | None, skip_invalid: bool, encoding: str
+) -> dict:
     """Read task: one block's documents, or the error of its first bad line."""
     block = pickle.loads(row["block"])
     try:
-        parsed = parse_block(corpus, block, id_field=id_field, skip_invalid=skip_invalid)
+        parsed = parse_block(
+            corpus, block, id_field=id_field, skip_invalid=skip_invalid, encoding=encoding
+        )
     except SearchkitError as err:
         return {"parsed": b"", "error": json.dumps(describe(err))}
     return {"parsed": pickle.dumps(parsed), "error": ""}

@@ -61,7 +61,7 @@ def ensure_index(data: EvalSet, out: str | Path | None = None, **build: Any) -> 
         if Manifest.read(out).corpus.sha256 != corpus_sha256(data.corpus):
             raise IndexExists(f"{out} holds an index of another corpus; pass --force to rebuild it")
         return out
-    return build_index(data.corpus, out, **build).path
+    return build_index(data.corpus, out, encoding=data.encoding, **build).path
 
 
 def prepare(
@@ -71,17 +71,19 @@ def prepare(
     split: str = "test",
     queries: str | Path | None = None,
     qrels: str | Path | None = None,
+    encoding: str = "utf-8",
     **build: Any,
 ) -> tuple[Path, EvalSet]:
     """The index and the judged queries to evaluate, as ``searchkit eval`` takes them.
 
     Either a BEIR ``dataset`` folder (its index is built or reused unless ``index`` is given),
-    or an ``index`` with ``queries`` (BEIR queries.jsonl) and ``qrels`` (TSV).
+    or an ``index`` with ``queries`` (BEIR queries.jsonl) and ``qrels`` (TSV); the files are
+    in ``encoding``.
     """
     if dataset is not None:
-        data = load_beir(dataset, split)
+        data = load_beir(dataset, split, encoding=encoding)
     elif queries is not None and qrels is not None:
-        data = load_eval_set(queries, qrels)
+        data = load_eval_set(queries, qrels, encoding=encoding)
     else:
         raise InvalidParameter("give --dataset DIR, or INDEX with --queries FILE and --qrels FILE")
     if index is not None:

@@ -71,6 +71,7 @@ def build_index(
     splade_model: str = DEFAULT_SPLADE,
     id_field: str | None = None,
     skip_invalid: bool = False,
+    encoding: str = "utf-8",
     batch_size: int = 32,
     runtime: str | None = None,
     precision: str | None = None,
@@ -102,6 +103,7 @@ def build_index(
         splade_model: the SparseEncoder of ``lexical="splade"``.
         id_field: the corpus' id field (default ``_id``, else ``id``).
         skip_invalid: skip bad lines (reported in the result) instead of failing.
+        encoding: the corpus' text encoding, e.g. ``gb18030`` (see ``CorpusReader``).
         runtime: the bi-encoder's inference runtime (``torch``, ``onnx``, ``openvino``, or
             ``openvino-int8``; default ``auto``), recorded in the manifest for the queries.
         precision: ``fp32``, ``bf16`` or ``int8`` when ``runtime`` does not name one.
@@ -123,7 +125,7 @@ def build_index(
     resolve_params(backend, get_backend(backend).KINDS, spec.kind, spec.params, 1)  # fail early
     terms = lexical_config(lexical, canonical_name(splade_model))
     splade = splade_for(terms)
-    reader = CorpusReader(corpus, id_field=id_field, skip_invalid=skip_invalid)
+    reader = CorpusReader(corpus, id_field=id_field, skip_invalid=skip_invalid, encoding=encoding)
     with WriterLock(out):
         previous = check_target(out, force)
         encoder = Encoder(model, batch_size=batch_size, runtime=runtime, precision=precision)

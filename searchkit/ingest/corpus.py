@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
 import json
@@ -11,11 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from searchkit.errors import CorpusError
+from searchkit.errors import CorpusError, InvalidParameter
 from searchkit.models import Document
 
 ID_FIELDS = ("_id", "id")
 MAX_SKIPPED_KEPT = 20
+DEFAULT_ENCODING = "utf-8"
+# what a line that does not decode is tried in, to say which encoding it is likely in
+LIKELY_ENCODINGS = ("utf-8", "gb18030")
+_PROBE = b'{"_id": "a", "text": "x"}\n'
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,9 @@ class CorpusReader:
         path: a ``.jsonl`` or ``.jsonl.gz`` file.
         id_field: the field holding the document id; default: ``_id``, else ``id``.
         skip_invalid: skip bad lines and record them in ``skipped`` instead of raising.
+        encoding: the text encoding of the file, e.g. ``gb18030`` (GBK's superset) or
+            ``big5``; any that keeps ASCII as ASCII (one line ends at each ``\\n`` byte).
+            A byte order mark at the start is dropped.
 
     Example::
 
@@ -47,9 +55,15 @@ class CorpusReader:
     """
 
     def __init__(
-        self, path: str | Path, *, id_field: str | None = None, skip_invalid: bool = False
+        self,
+        path: str | Path,
+        *,
+        id_field: str | None = None,
+        skip_invalid: bool = False,
+        encoding: str = DEFAULT_ENCODING,
     ) -> None:
         self.path = Path(path)
+        self.encoding = check_encoding(encoding)
         if not self.path.is_file():
             raise CorpusError(self.path, None, "no such file; give the path of a .jsonl corpus")
         self.id_fields = (id_field,) if id_field else ID_FIELDS
@@ -68,9 +82,8 @@ class CorpusReader:
         return self._hash.hexdigest()
 
     def __iter__(self) -> Iterator[Document]:
-        with open_corpus(self.path) as (raw, stream):
-            for _, doc in self.documents(enumerate(self._lines(stream, raw), start=1)):
-                yield doc
+        for _, doc in self.documents(self.lines()):
+            yield doc
         if self.count == 0:
             why = f" ({self.skipped_count} invalid lines skipped)" if self.skipped_count else ""
             raise CorpusError(self.path, None, f"empty corpus: no documents{why}")
@@ -92,14 +105,28 @@ class CorpusReader:
             self.count += 1
             yield line_no, doc
 
-    def _lines(self, stream: IO[bytes], raw: IO[bytes]) -> Iterator[bytes]:
+    def lines(self) -> Iterator[tuple[int, bytes]]:
+        """The file's raw lines, numbered from 1, for ``documents`` (``sha256`` and
+        ``position`` follow them)."""
+        with open_corpus(self.path) as (raw, stream):
+            try:
+                for line_no, line in enumerate(stream, start=1):
+                    self._hash.update(line)
+                    self.position = raw.tell()
+                    yield line_no, line
+            except (OSError, EOFError) as err:  # truncated or corrupt gzip
+                raise CorpusError(self.path, None, f"cannot read file: {err}") from None
+
+    def line_id(self, line: bytes) -> str | None:
+        """The id of a line that may be invalid, when it has one (to tell whose line it is)."""
         try:
-            for line in stream:
-                self._hash.update(line)
-                self.position = raw.tell()
-                yield line
-        except (OSError, EOFError) as err:  # truncated or corrupt gzip
-            raise CorpusError(self.path, None, f"cannot read file: {err}") from None
+            record = json.loads(line.decode(self.encoding).removeprefix("\ufeff"))
+        except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            return None
+        if not isinstance(record, dict):
+            return None
+        doc_id = next((record[f] for f in self.id_fields if f in record), None)
+        return doc_id if isinstance(doc_id, str) else None
 
     def _skip(self, line_no: int, problem: str) -> None:
         self.skipped_count += 1
@@ -112,15 +139,17 @@ class CorpusReader:
     def _parse(self, line: bytes, line_no: int) -> Document:
         try:
             # decode strictly ourselves: json.loads(bytes) would guess UTF-16/32
-            text = line.rstrip(b"\r\n").decode("utf-8").removeprefix("\ufeff")
+            text = line.rstrip(b"\r\n").decode(self.encoding).removeprefix("\ufeff")
         except UnicodeDecodeError as err:
-            raise self._fail(line_no, f"not UTF-8 text ({err.reason})") from None
+            raise self._fail(line_no, not_text(line, self.encoding, err)) from None
         if "\x00" in text:  # never valid in JSON text; the mark of UTF-16
             raise self._fail(line_no, "not UTF-8 text (NUL bytes: UTF-16?); save it as UTF-8")
         try:
             record = json.loads(text)
         except json.JSONDecodeError as err:
-            raise self._fail(line_no, f"invalid JSON: {err.msg} at column {err.colno}") from None
+            # json's own messages may end in "at": "Unterminated string starting at"
+            problem = f"invalid JSON: {err.msg.removesuffix(' at')} at column {err.colno}"
+            raise self._fail(line_no, problem) from None
         if "\\u" in text.lower():  # only an escape can make a lone surrogate
             _check_unicode(record, line_no, self._fail)
         if not isinstance(record, dict):
@@ -181,6 +210,52 @@ def open_corpus(path: Path) -> Iterator[tuple[IO[bytes], IO[bytes]]]:
         gzipped = raw.read(2) == b"\x1f\x8b"
         raw.seek(0)
         yield raw, gzip.GzipFile(fileobj=raw) if gzipped else raw
+
+
+def check_encoding(encoding: str) -> str:
+    """The codec name of ``encoding``, if a corpus in it can be read line by line.
+
+    Raises:
+        InvalidParameter: not a text encoding Python knows, or one in which a ``\\n`` byte
+            may be part of a character (UTF-16, UTF-32, EBCDIC): convert such files to UTF-8.
+    """
+    try:
+        name = codecs.lookup(encoding).name
+        ascii_safe = _PROBE.decode(name) == _PROBE.decode("ascii")
+    except LookupError:
+        raise InvalidParameter(
+            f'unknown encoding {encoding!r}; give a text encoding such as "utf-8", "gb18030" '
+            'or "big5"',
+            param="encoding",
+        ) from None
+    except UnicodeDecodeError:
+        ascii_safe = False
+    if not ascii_safe:
+        raise InvalidParameter(
+            f"a corpus in {name} cannot be read line by line (its characters may hold the "
+            f"newline byte); convert it to UTF-8, e.g. iconv -f {name} -t utf-8",
+            param="encoding",
+        )
+    return name
+
+
+def not_text(line: bytes, encoding: str, err: UnicodeDecodeError) -> str:
+    """Why ``line`` is not text in ``encoding`` (a codec name), and which encoding it decodes
+    in, if one of the likely ones."""
+    name = "UTF-8" if encoding.startswith("utf-8") else encoding
+    problem = f"not {name} text ({err.reason})"
+    for other in LIKELY_ENCODINGS:
+        if other != encoding and _decodes(line, other):
+            return f'{problem} (try encoding="{other}")'
+    return problem
+
+
+def _decodes(line: bytes, encoding: str) -> bool:
+    try:
+        line.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def corpus_sha256(path: str | Path) -> str:

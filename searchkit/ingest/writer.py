@@ -175,10 +175,18 @@ class IndexWriter:
         return self._upsert(in_blocks(docs), None)
 
     def add_corpus(
-        self, corpus: str | Path, *, id_field: str | None = None, skip_invalid: bool = False
+        self,
+        corpus: str | Path,
+        *,
+        id_field: str | None = None,
+        skip_invalid: bool = False,
+        encoding: str = "utf-8",
     ) -> CommitReport:
-        """Upsert a JSONL corpus; a bad line fails the whole add and leaves the index unchanged."""
-        reader = CorpusReader(corpus, id_field=id_field, skip_invalid=skip_invalid)
+        """Upsert a JSONL corpus (in ``encoding``, see ``CorpusReader``); a bad line fails the
+        whole add and leaves the index unchanged."""
+        reader = CorpusReader(
+            corpus, id_field=id_field, skip_invalid=skip_invalid, encoding=encoding
+        )
         return self._upsert(in_blocks(reader), reader)
 
     def delete(self, ids: Iterable[str]) -> CommitReport:
