@@ -120,5 +120,5 @@ EpochsOpt = Annotated[float, typer.Option(help="Passes over the training rows.")
 MaxLengthOpt = Annotated[int, typer.Option(help="Tokens per input the model reads in training.")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder of the trained model.")]
 EncodingOpt = Annotated[
-    str, typer.Option(help="Text encoding of the input files, e.g. gb18030 or big5 [utf-8].")
+    str, typer.Option(help="Text encoding of the input files, e.g. gb18030 or big5.")
 ]
