@@ -141,6 +141,7 @@ def print_manifest(index: Path, manifest: Manifest, as_json: bool = False) -> No
         ),
         ("reranker", m.reranker),
         ("vectors", f"{m.backend.name} {m.backend.kind} ({params}), {m.similarity}"),
+        ("language", m.language or "en (not recorded: an index older than detection)"),
         ("lexical", _lexical(m.lexical)),
         ("long documents", _chunking(m)),
         ("vector memory", _vector_memory(m)),
@@ -162,8 +163,21 @@ def print_manifest(index: Path, manifest: Manifest, as_json: bool = False) -> No
 def _lexical(config: LexicalSection | None) -> str:
     if not config:
         return "none (dense search only)"
-    rest = ", ".join(f"{k}={v}" for k, v in config.settings().items())
-    return f"{config.kind} ({rest})"
+    settings = config.settings()
+    rest = ", ".join(f"{k}={v}" for k, v in settings.items() if k != "analyzer")
+    if config.kind != "bm25":
+        return f"{config.kind} ({rest})"
+    return f"{config.kind} ({rest}); analyzer {_analyzer(settings.get('analyzer'))}"
+
+
+def _analyzer(config: dict | None) -> str:
+    """``zh v1 (t2s, bigrams, unigrams, user dictionary 1a2b3c4d...)``."""
+    if not config:
+        return "en (an index older than analyzers)"
+    flags = [k for k, v in config.items() if v is True]
+    if sha := config.get("user_dict_sha256"):
+        flags.append(f"user dictionary {sha[:8]}...")
+    return f"{config['name']} v{config['version']}" + (f" ({', '.join(flags)})" if flags else "")
 
 
 def _chunking(m: Manifest) -> str:

@@ -21,6 +21,7 @@ from searchkit import (
     build_index,
     verify_index,
 )
+from searchkit.analysis import get_analyzer
 from searchkit.cli import app
 from searchkit.index.lexical import bm25_query_terms
 
@@ -88,11 +89,11 @@ def test_bm25_scores_equal_bm25s(built):
     for query in QUERIES:
         tokens = bm25s.tokenize([query], stopwords="en", stemmer=stemmer, return_ids=False)[0]
         expected = reference.get_scores(tokens)
-        (mine,) = view.sparse.scores(bm25_query_terms(query))
+        (mine,) = view.sparse.scores(bm25_query_terms(query, get_analyzer("en")))
         np.testing.assert_allclose(mine, expected, rtol=1e-5, atol=1e-6)
     assert view.manifest.lexical.to_dict() == {
         "kind": "bm25", "method": "lucene", "k1": 1.5, "b": 0.75,
-        "stemmer": "english", "stopwords": "en",
+        "stemmer": "english", "stopwords": "en", "analyzer": {"name": "en", "version": 1},
     }  # fmt: skip
 
 

@@ -45,7 +45,7 @@ from searchkit.defaults import (
     DEFAULT_LEXICAL,
     DEFAULT_SPLADE,
 )
-from searchkit.inference.resolve import DEFAULT_ENCODER, DEFAULT_RERANKER
+from searchkit.inference.catalog import default_encoder
 from searchkit.options import SearchOptions
 
 app = typer.Typer(
@@ -64,11 +64,34 @@ def index(
         typer.Option("--out", "-o", help="Index folder (default: indexes/<corpus name>)."),
     ] = None,
     model: Annotated[
-        str, typer.Option(help="Bi-encoder: local folder or hub name.")
-    ] = DEFAULT_ENCODER,
+        str | None,
+        typer.Option(
+            help="Bi-encoder: local folder or hub name (default: by language, "
+            f"{default_encoder('en')} for English, {default_encoder('zh')} otherwise)."
+        ),
+    ] = None,
     reranker: Annotated[
-        str, typer.Option(help="Default reranker recorded in the index.")
-    ] = DEFAULT_RERANKER,
+        str | None,
+        typer.Option(help="Default reranker recorded in the index (default: by language)."),
+    ] = None,
+    language: Annotated[
+        str,
+        typer.Option(
+            help="Corpus language: auto (detected from its first documents), en, zh or cjk "
+            "(Japanese, Korean); picks the BM25 analyzer and the default models."
+        ),
+    ] = "auto",
+    user_dict: Annotated[
+        Path | None,
+        typer.Option(
+            help="Chinese user dictionary (jieba format: 'word [frequency] [tag]' a line) of "
+            "domain words, such as product names, kept whole; copied into the index."
+        ),
+    ] = None,
+    t2s: Annotated[
+        bool,
+        typer.Option(help="Chinese: fold Traditional characters to Simplified (臺灣 finds 台湾)."),
+    ] = True,
     backend: Annotated[
         str, typer.Option(help="Vector backend: faiss, hnswlib or exact.")
     ] = "faiss",
@@ -158,9 +181,11 @@ def index(
             build = functools.partial(
                 build_index, lexical=lexical or DEFAULT_LEXICAL, splade_model=splade_model,
                 chunk=chunk is not False, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap,
+                user_dict=user_dict, t2s=t2s,
             )  # fmt: skip
         report = build(
-            corpus, out, model=model, reranker=reranker, backend=backend, kind=kind,
+            corpus, out, model=model, reranker=reranker, language=language, backend=backend,
+            kind=kind,
             params=params, id_field=id_field, skip_invalid=skip_invalid, encoding=encoding,
             batch_size=batch_size,
             runtime=runtime, precision=precision, force=force, progress=progress,
@@ -194,7 +219,7 @@ def query(
     options: SearchOptions,
 ) -> None:
     """Search an index, e.g. searchkit query "how do vaccines work" -k 5 --where 'year >= 2020'"""
-    from searchkit.index.paths import locate_index
+    from searchkit.cli.io import locate_index
     from searchkit.query.searcher import Searcher
     from searchkit.report import print_hits
 
@@ -227,8 +252,13 @@ def eval_(
     ] = None,
     where: WhereOpt = None,
     model: Annotated[
-        str, typer.Option(help="Bi-encoder, if the index is built.")
-    ] = DEFAULT_ENCODER,
+        str | None,
+        typer.Option(help="Bi-encoder, if the index is built (default: by language)."),
+    ] = None,
+    language: Annotated[
+        str,
+        typer.Option(help="Corpus language, if the index is built: auto, en, zh or cjk."),
+    ] = "auto",
     backend: Annotated[str, typer.Option(help="Backend, if the index is built.")] = "faiss",
     lexical: LexicalOpt = DEFAULT_LEXICAL,
     runtime: RuntimeOpt = None,
@@ -250,7 +280,8 @@ def eval_(
     from searchkit.report import print_eval
 
     build = {
-        "model": model, "backend": backend, "lexical": lexical, "runtime": runtime,
+        "model": model, "language": language, "backend": backend, "lexical": lexical,
+        "runtime": runtime,
         "precision": precision, "force": force, "progress": progress,
     }  # fmt: skip
     if reranker is not None:
@@ -279,7 +310,7 @@ def info(
     as_json: JsonOpt = False,
 ) -> None:
     """Show what is in an index: documents, models, backend, files."""
-    from searchkit.index.paths import locate_index
+    from searchkit.cli.io import locate_index
     from searchkit.index.sharded import read_manifest
     from searchkit.report import print_manifest
 
@@ -325,7 +356,8 @@ def delete(
     as_json: JsonOpt = False,
 ) -> None:
     """Delete documents by id, e.g. searchkit delete indexes/docs --ids a17,b42"""
-    from searchkit.ingest.writer import IndexWriter, read_ids
+    from searchkit.cli.io import read_ids
+    from searchkit.ingest.writer import IndexWriter
     from searchkit.report import print_commit
 
     with reported_errors():
@@ -359,9 +391,32 @@ def verify(index: IndexArg, as_json: JsonOpt = False) -> None:
 
 @app.command()
 def serve(
-    index: IndexArg,
+    index: Annotated[
+        Path, typer.Argument(help="Index folder, or a folder of index folders (all served).")
+    ],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SEARCHKIT_API_KEY",
+            show_envvar=True,
+            show_default=False,
+            help="Admin key (everything); set the variable to keep it out of ps.",
+        ),
+    ] = None,
+    search_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SEARCHKIT_SEARCH_KEY",
+            show_envvar=True,
+            show_default=False,
+            help="Read-only key: search, info and the index list.",
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option(help="Allow a non-loopback --host without --api-key.")
+    ] = False,
     reranker: Annotated[
         str | None, typer.Option(help="CrossEncoder folder or hub name (default: the index's).")
     ] = None,
@@ -380,25 +435,35 @@ def serve(
     refresh_seconds: Annotated[
         float | None, typer.Option(help="Look for other writers' commits this often; 0: never [2].")
     ] = None,
+    max_queued: Annotated[
+        int | None, typer.Option(help="Searches of one kind (rerank or not) queued, else 503 [64].")
+    ] = None,
+    deadline_seconds: Annotated[
+        float | None, typer.Option(help="A search not started by then gets 503 [5].")
+    ] = None,
     query_runtime: QueryRuntimeOpt = None,
     reranker_runtime: RerankerRuntimeOpt = None,
     verify: Annotated[bool, typer.Option(help="Check file checksums on open.")] = True,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
-    """Serve an index over HTTP: search, info, upsert and delete (docs at /docs),
-    e.g. searchkit serve indexes/docs --port 8000"""
+    """Serve an index, or every index in a folder, over HTTP: search, upsert, delete, metrics
+    and a search page at / (API docs at /docs), e.g. searchkit serve indexes --port 8000"""
     with reported_errors():
         from searchkit.serve.app import create_app, run
+        from searchkit.serve.auth import Keys, check_bind
         from searchkit.serve.service import ServerConfig
 
+        keys = Keys(api_key, search_key)
+        check_bind(host, keys, insecure=insecure)
         config = ServerConfig.from_options(
             batch_window_ms=batch_window_ms, max_batch=max_batch, max_k=max_k,
             max_candidates=max_candidates, max_body_bytes=max_body_bytes,
-            refresh_seconds=refresh_seconds,
+            refresh_seconds=refresh_seconds, max_queued=max_queued,
+            deadline_seconds=deadline_seconds,
         )  # fmt: skip
         app = create_app(
-            index, config=config, reranker=reranker, verify=verify,
+            index, config=config, keys=keys, reranker=reranker, verify=verify,
             query_runtime=query_runtime, reranker_runtime=reranker_runtime,
         )  # fmt: skip
     run(app, host=host, port=port, log_level=log_level, access_log=access_log)

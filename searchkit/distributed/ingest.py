@@ -49,16 +49,13 @@ from searchkit.index.sharded import (
     commit_sharded,
     generation,
 )
-from searchkit.inference.resolve import (
-    DEFAULT_ENCODER,
-    DEFAULT_RERANKER,
-    canonical_name,
-    resolve_model,
-)
+from searchkit.inference.catalog import default_encoder, default_reranker
+from searchkit.inference.resolve import canonical_name, resolve_model
 from searchkit.inference.runtimes import Runtime
 from searchkit.ingest.build import check_target, staging_dir
 from searchkit.ingest.chunking import ChunkConfig
-from searchkit.ingest.corpus import MAX_SKIPPED_KEPT, SkippedLine
+from searchkit.ingest.corpus import MAX_SKIPPED_KEPT, CorpusReader, SkippedLine
+from searchkit.ingest.language import corpus_language
 from searchkit.ingest.writer import BLOCK_DOCS
 
 
@@ -89,8 +86,9 @@ def ingest(
     shards: int = 1,
     address: str | None = "auto",
     workers: int | None = None,
-    model: str = DEFAULT_ENCODER,
-    reranker: str = DEFAULT_RERANKER,
+    model: str | None = None,
+    reranker: str | None = None,
+    language: str = "auto",
     backend: str = "faiss",
     kind: str | None = None,
     params: dict[str, Any] | None = None,
@@ -132,17 +130,23 @@ def ingest(
         raise InvalidParameter("shards, workers and block_docs must be at least 1")
     if lexical != "none":
         raise InvalidParameter(
-            f"a sharded index (--ray) holds vectors only, not {lexical!r} lexical data: pass "
-            "--lexical none, or build without --ray for lexical or hybrid search"
+            f"a sharded index (built on Ray) holds vectors only, not {lexical!r} lexical data: "
+            'pass lexical="none", or build without Ray for lexical or hybrid search',
+            param="lexical",
         )
     if chunk:
         raise InvalidParameter(
-            "the Ray ingest (--ray) does not split long documents into passages yet: pass "
-            "--no-chunk (chunk=False; documents longer than the encoder reads are cut, and "
-            "counted), or build without --ray to chunk them"
+            "the Ray ingest does not split long documents into passages yet: pass chunk=False "
+            "(documents longer than the encoder reads are cut, and counted), or build without "
+            "Ray to chunk them",
+            param="chunk",
         )
     spec = VectorSpec(backend, kind or DEFAULT_KIND[backend], params or {})
     resolve_params(backend, get_backend(backend).KINDS, spec.kind, spec.params, 1)  # fail early
+    # the shards hold no lexical data, so the language only picks the default models
+    language = corpus_language(CorpusReader(corpus, id_field=id_field, encoding=encoding), language)
+    model = model or default_encoder(language)
+    reranker = reranker or default_reranker(language)
     resolve_model(model)  # a model folder that does not exist fails here, not in every actor
     embedder = (model, batch_size, str(Runtime.parse(runtime, precision, role="encoder")))
     with WriterLock(out):

@@ -1,17 +1,21 @@
-"""Sparse first stages stored in the index: BM25 (bm25s tokenizer, PyStemmer) and SPLADE.
+"""Sparse first stages stored in the index: BM25 (over an analyzer's terms) and SPLADE.
 
-Chosen when the index is built (``--lexical bm25|splade|none``) and recorded in the manifest
+Chosen when the index is built (``lexical="bm25"|"splade"|"none"``) and recorded in the manifest
 (``lexical``). Each segment stores its documents' terms in ``lexical.npz``: a CSC matrix with
 one column per term and one row per segment row (``indptr``, ``rows``, ``values``), each row's
 length, and for BM25 the segment's vocabulary (its terms joined by newlines, UTF-8). BM25 keeps
 raw term counts; SPLADE the model's term weights over its fixed vocabulary.
 
+BM25 text goes through the index's analyzer (``searchkit.analysis``: ``en``, ``zh``, ``cjk``),
+recorded in the manifest (``lexical.analyzer``) and rebuilt for queries and upserts from it; a
+user dictionary is copied into the index (``analysis/``) so the index stays self-contained.
+
 BM25 statistics (document count, document frequencies, average length) are not baked into a
 segment: they are computed at query time over the live documents of every segment. So a score
 does not depend on how the index is split into segments (adds, compact) nor on deleted
-documents, and equals bm25s's (``method="lucene"``, k1=1.5, b=0.75, English stopwords and
-Snowball stemmer) over the same live corpus. Lucene also uses index-wide statistics, but
-counts deleted documents until a merge.
+documents, and with the ``en`` analyzer equals bm25s's (``method="lucene"``, k1=1.5, b=0.75,
+English stopwords and Snowball stemmer) over the same live corpus. Lucene also uses index-wide
+statistics, but counts deleted documents until a merge.
 """
 
 from __future__ import annotations
@@ -25,52 +29,61 @@ from typing import Any
 
 import numpy as np
 
+from searchkit.analysis import Analyzer, analyzer_from_config, get_analyzer
 from searchkit.defaults import DEFAULT_SPLADE
 from searchkit.errors import InvalidParameter
 from searchkit.index.sections import LexicalSection
 from searchkit.models import Document
 
 LEXICAL_KINDS = ("bm25", "splade", "none")
+ANALYSIS = "analysis"  # the index's folder for analyzer files (a copied user dictionary)
 BM25 = {"method": "lucene", "k1": 1.5, "b": 0.75, "stemmer": "english", "stopwords": "en"}
 
 Terms = tuple[list[Any], np.ndarray]  # a query's terms (BM25 tokens or SPLADE columns), weights
 
 
-def lexical_config(kind: str, splade_model: str = DEFAULT_SPLADE) -> LexicalSection | None:
+def lexical_config(
+    kind: str, splade_model: str = DEFAULT_SPLADE, analyzer: Analyzer | None = None
+) -> LexicalSection | None:
     """The manifest's ``lexical`` entry for a first stage (None for ``none``); ``splade_model``
-    is the model's canonical name (``searchkit.inference.resolve.canonical_name``)."""
+    is the model's canonical name (``searchkit.inference.resolve.canonical_name``), ``analyzer``
+    BM25's text analyzer (default ``en``)."""
     if kind not in LEXICAL_KINDS:
         raise InvalidParameter(
-            f"unknown lexical first stage {kind!r}; choose one of: {', '.join(LEXICAL_KINDS)}"
+            f"unknown lexical first stage {kind!r}; choose one of: {', '.join(LEXICAL_KINDS)}",
+            param="lexical",
         )
     if kind == "none":
         return None
-    if kind == "bm25":
-        return LexicalSection("bm25", **BM25)
-    return LexicalSection("splade", model=splade_model)
+    if kind == "splade":
+        return LexicalSection("splade", model=splade_model)
+    config = (analyzer or get_analyzer("en")).config()
+    settings = BM25 if config["name"] == "en" else {k: BM25[k] for k in ("method", "k1", "b")}
+    return LexicalSection("bm25", **settings, analyzer=config)
 
 
-def tokenize(texts: Sequence[str]) -> tuple[list[list[int]], dict[str, int]]:
-    """bm25s tokens of ``texts``: lower case, English stopwords out, Snowball-stemmed.
+def user_dict_path(config: LexicalSection) -> Path | None:
+    """Where, relative to the index folder, its copy of the analyzer's user dictionary is
+    (named by its sha256, so a rebuild in place never changes the file an older version
+    names); None: the analyzer has none."""
+    sha = (config.analyzer or {}).get("user_dict_sha256")
+    return Path(ANALYSIS, f"user_dict-{sha[:16]}.txt") if sha else None
 
-    Returns each text's token ids and the vocabulary (token -> id) of this call.
+
+def index_analyzer(config: LexicalSection, root: Path) -> Analyzer:
+    """The analyzer BM25 index ``root`` was built with (``en`` for indexes older than
+    analyzers), its user dictionary read from the index's copy.
+
+    Raises:
+        IncompatibleIndex: another analyzer version, or the copied dictionary is missing.
     """
-    import bm25s
-    import Stemmer
-
-    # a PyStemmer object is not thread-safe, and costs microseconds to make
-    stemmer = Stemmer.Stemmer(BM25["stemmer"])
-    ids, vocab = bm25s.tokenize(
-        list(texts), stopwords=BM25["stopwords"], stemmer=stemmer, show_progress=False
-    )
-    return ids, vocab
+    relative = user_dict_path(config)
+    return analyzer_from_config(config.analyzer, root / relative if relative else None)
 
 
-def bm25_query_terms(query: str) -> Terms:
-    """A query's distinct tokens, each weighted by how often it occurs (as bm25s scores)."""
-    ids, vocab = tokenize([query])
-    tokens = {i: t for t, i in vocab.items()}
-    counts = Counter(tokens[i] for i in ids[0])
+def bm25_query_terms(query: str, analyzer: Analyzer) -> Terms:
+    """A query's distinct terms, each weighted by how often it occurs (as bm25s scores)."""
+    counts = Counter(analyzer.tokens([query])[0])
     return list(counts), np.asarray(list(counts.values()), dtype=np.float64)
 
 
@@ -101,7 +114,8 @@ class Postings:
 
     def save(self, path: Path) -> None:
         terms = sorted(self.vocab, key=self.vocab.__getitem__) if self.vocab else []
-        # tokens match \w\w+ (stemmed), so they never hold a newline
+        if any("\n" in t for t in terms):  # analyzers split on white space: never happens
+            raise ValueError("a BM25 term holds a newline")
         blob = np.frombuffer("\n".join(terms).encode("utf-8"), dtype=np.uint8)
         with open(path, "wb") as f:
             np.savez(f, indptr=self.indptr, rows=self.rows, values=self.values,
@@ -127,11 +141,17 @@ class PostingsBuilder:
     Args:
         config: the manifest's ``lexical`` entry.
         splade: the SPLADE encoder (for ``kind: splade``).
+        analyzer: BM25's analyzer (``index_analyzer``; default: the one ``config`` names).
     """
 
-    def __init__(self, config: LexicalSection, splade: Any = None) -> None:
+    def __init__(
+        self, config: LexicalSection, splade: Any = None, analyzer: Analyzer | None = None
+    ) -> None:
         self.kind = config.kind
         self._splade = splade
+        if self.kind == "bm25" and analyzer is None:
+            analyzer = analyzer_from_config(config.analyzer)
+        self._analyzer = analyzer
         self._vocab: dict[str, int] = {}
         self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._lengths: list[np.ndarray] = []
@@ -149,17 +169,15 @@ class PostingsBuilder:
         self._rows += len(texts)
 
     def _bm25(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        ids, vocab = tokenize(texts)
-        to_segment = np.empty(len(vocab), dtype=np.int64)
-        for token, i in vocab.items():
-            to_segment[i] = self._vocab.setdefault(token, len(self._vocab))
-        rows, cols, counts = [], [], []
-        for row, doc in enumerate(ids):
-            terms, n = np.unique(to_segment[np.asarray(doc, dtype=np.int64)], return_counts=True)
+        vocab = self._vocab
+        rows, cols, counts, lengths = [], [], [], []
+        for row, doc in enumerate(self._analyzer.tokens(texts)):
+            ids = np.fromiter((vocab.setdefault(t, len(vocab)) for t in doc), np.int64, len(doc))
+            terms, n = np.unique(ids, return_counts=True)
             rows.append(np.full(len(terms), row, dtype=np.int64))
             cols.append(terms)
             counts.append(n)
-        lengths = np.asarray([len(doc) for doc in ids])
+            lengths.append(len(doc))
         return _joined(rows), _joined(cols), _joined(counts), lengths
 
     def build(self) -> Postings:

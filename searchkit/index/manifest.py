@@ -92,6 +92,9 @@ class Manifest:
     lexical: LexicalSection | None = None
     # how documents are split into passages (searchkit.ingest.chunking); None: never, not counted
     chunking: ChunkingSection | None = None
+    # the corpus' language (searchkit.analysis.detect_language, or as given); None: an index
+    # older than language detection, English
+    language: str | None = None
     similarity: str = "cosine"
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     format_version: int = FORMAT_VERSION
@@ -112,6 +115,8 @@ class Manifest:
     def to_dict(self) -> dict[str, Any]:
         """The manifest as JSON data (what manifest.json holds)."""
         data = asdict(self)
+        if data["language"] is None:  # older indexes stay as they were written
+            del data["language"]
         for key in SECTIONS:
             if (section := getattr(self, key)) is not None:
                 data[key] = section.to_dict()
@@ -135,8 +140,7 @@ class Manifest:
         path = Path(folder) / MANIFEST
         if not path.is_file():
             raise IndexNotFound(
-                f"no searchkit index at {folder} ({MANIFEST} not found); "
-                "build one with: searchkit index CORPUS.jsonl"
+                f"no searchkit index at {folder} ({MANIFEST} not found); build one first"
             )
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -146,14 +150,13 @@ class Manifest:
         if found not in READABLE_VERSIONS:
             raise IncompatibleIndex(
                 f"{path}: index format version {found!r}, but this searchkit reads versions "
-                f"{READABLE_VERSIONS[0]} to {FORMAT_VERSION}; rebuild the index with: "
-                "searchkit index CORPUS --force"
+                f"{READABLE_VERSIONS[0]} to {FORMAT_VERSION}; rebuild the index"
             )
         if isinstance(data, dict) and data.get("kind") == SHARDED and cls is Manifest:
             raise IncompatibleIndex(
-                f"{folder} is a sharded index (its shards are listed in {MANIFEST}): search it "
-                "with Searcher.open or searchkit query; add, delete and compact do not work on "
-                "sharded indexes yet: rebuild it with searchkit index CORPUS --ray ADDRESS --force"
+                f"{folder} is a sharded index (its shards are listed in {MANIFEST}): it can be "
+                "searched, but add, delete and compact do not work on sharded indexes yet; "
+                "rebuild it to change its documents"
             )
         try:
             data["files"] = {role: FileEntry(**entry) for role, entry in data["files"].items()}

@@ -45,14 +45,6 @@ class _Section:
                 out[f.name] = dict(value) if isinstance(value, dict) else value
         return out
 
-    # Transitional: string-key reads (``m.encoder["name"]``) for the modules not yet moved to
-    # attributes (query, serve, eval, distributed.fanout). Remove once none is left.
-    def __getitem__(self, key: str) -> Any:
-        return self.to_dict()[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.to_dict().get(key, default)
-
 
 def _required(cls: type) -> list[Any]:
     return [
@@ -94,10 +86,13 @@ class BackendSection(_Section):
 @dataclass(frozen=True)
 class LexicalSection(_Section):
     """The sparse first stage (``searchkit.index.lexical``): ``kind`` bm25 with its settings
-    (method, k1, b, stemmer, stopwords), or splade with its ``model``."""
+    (method, k1, b; ``analyzer``: the text analyzer's ``config()``, None in indexes older than
+    analyzers, which are ``en``; stemmer and stopwords of ``en``), or splade with its ``model``."""
 
     KEY: ClassVar[str] = "lexical"
-    OMIT_NONE: ClassVar[tuple[str, ...]] = ("method", "k1", "b", "stemmer", "stopwords", "model")
+    OMIT_NONE: ClassVar[tuple[str, ...]] = (
+        "method", "k1", "b", "stemmer", "stopwords", "model", "analyzer",
+    )  # fmt: skip
 
     kind: str
     method: str | None = None
@@ -106,6 +101,7 @@ class LexicalSection(_Section):
     stemmer: str | None = None
     stopwords: str | None = None
     model: str | None = None
+    analyzer: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def settings(self) -> dict[str, Any]:

@@ -31,11 +31,14 @@ from searchkit.index.manifest import MANIFEST, Manifest
 from searchkit.index.paths import default_index_dir
 from searchkit.index.sections import BackendSection, CorpusSection
 from searchkit.index.segment import VectorSpec, WrittenSegment, write_segment
+from searchkit.inference.catalog import default_encoder, default_reranker
 from searchkit.inference.encoder import Encoder
-from searchkit.inference.resolve import DEFAULT_ENCODER, DEFAULT_RERANKER, canonical_name
+from searchkit.inference.resolve import canonical_name
 from searchkit.inference.sparse import splade_for
 from searchkit.ingest.chunking import Chunker, chunk_config, text_window
-from searchkit.ingest.corpus import CorpusReader, SkippedLine
+from searchkit.ingest.corpus import SkippedLine
+from searchkit.ingest.language import copy_user_dict, corpus_language, language_analyzer
+from searchkit.ingest.readers import CorpusSource, as_source
 from searchkit.ingest.writer import embedded, in_blocks
 from searchkit.models import Document
 from searchkit.progress import BuildProgress
@@ -59,16 +62,20 @@ class BuildReport:
 
 
 def build_index(
-    corpus: str | Path,
+    corpus: str | Path | CorpusSource,
     out: str | Path | None = None,
     *,
-    model: str = DEFAULT_ENCODER,
-    reranker: str = DEFAULT_RERANKER,
+    model: str | None = None,
+    reranker: str | None = None,
+    language: str = "auto",
+    user_dict: str | Path | None = None,
+    t2s: bool = True,
     backend: str = "faiss",
     kind: str | None = None,
     params: dict[str, Any] | None = None,
     lexical: str = DEFAULT_LEXICAL,
     splade_model: str = DEFAULT_SPLADE,
+    format: str | None = None,  # noqa: A002 - the name users know (--format)
     id_field: str | None = None,
     skip_invalid: bool = False,
     encoding: str = "utf-8",
@@ -81,16 +88,26 @@ def build_index(
     force: bool = False,
     progress: bool = True,
 ) -> BuildReport:
-    """Index a JSONL corpus into ``out`` (default ``indexes/<corpus name>``).
+    """Index a corpus into ``out`` (default ``indexes/<corpus name>``).
 
     The index is written to a temporary sibling folder and committed atomically: a crash or a
     bad line leaves any index already at ``out`` exactly as it was.
 
     Args:
-        corpus: JSONL file, plain or gzipped.
+        corpus: a corpus file or folder in any format of ``searchkit.ingest.readers``
+            (JSONL, JSON, Parquet, CSV/TSV, a datasets folder, a folder of files), or a
+            ``CorpusSource`` opened by ``read_corpus`` (to map columns, pick files).
         out: index folder to create (or replace, with ``force``).
-        model: bi-encoder (folder, hub name, or ``all-MiniLM-L6-v2``).
-        reranker: CrossEncoder recorded as the index's default reranker.
+        model: bi-encoder (folder, hub name, or ``all-MiniLM-L6-v2``); default: the
+            language's (``searchkit.inference.catalog.default_encoder``: all-MiniLM-L6-v2 for
+            English, multilingual-e5-small otherwise).
+        reranker: CrossEncoder recorded as the index's default reranker; default: the
+            language's.
+        language: ``auto`` (detected from a sample of the corpus, ``detect_language``),
+            ``en``, ``zh`` or ``cjk``: picks BM25's analyzer and the default models.
+        user_dict: a jieba-format dictionary of domain words for the ``zh`` analyzer (copied
+            into the index).
+        t2s: the ``zh`` analyzer folds Traditional characters to Simplified (臺灣 finds 台湾).
         backend: ``faiss``, ``hnswlib`` or ``exact``.
         kind: ``flat``, ``hnsw`` or ``ivf``; with faiss also the compact vector kinds ``sq8``
             (8-bit scalar quantized), ``binary`` and ``binary-hnsw`` (sign bits), whose top
@@ -101,6 +118,7 @@ def build_index(
         lexical: the sparse first stage stored beside the vectors: ``bm25``, ``splade``
             or ``none`` (see ``searchkit.index.lexical``).
         splade_model: the SparseEncoder of ``lexical="splade"``.
+        format: the corpus format (default: from its name, ``detect_format``).
         id_field: the corpus' id field (default ``_id``, else ``id``).
         skip_invalid: skip bad lines (reported in the result) instead of failing.
         encoding: the corpus' text encoding, e.g. ``gb18030`` (see ``CorpusReader``).
@@ -120,12 +138,18 @@ def build_index(
         print(report.path, report.manifest.documents, report.docs_per_second)
     """
     started = time.monotonic()
-    out = Path(out) if out is not None else default_index_dir(corpus)
+    reader = as_source(
+        corpus, format, id_field=id_field, skip_invalid=skip_invalid, encoding=encoding
+    )
+    out = Path(out) if out is not None else default_index_dir(reader.path)
     spec = VectorSpec(backend, kind or DEFAULT_KIND[backend], params or {})
     resolve_params(backend, get_backend(backend).KINDS, spec.kind, spec.params, 1)  # fail early
-    terms = lexical_config(lexical, canonical_name(splade_model))
+    language = corpus_language(reader, language)
+    analyzer = language_analyzer(language, user_dict=user_dict, t2s=t2s)
+    model = model or default_encoder(language)
+    reranker = reranker or default_reranker(language)
+    terms = lexical_config(lexical, canonical_name(splade_model), analyzer)
     splade = splade_for(terms)
-    reader = CorpusReader(corpus, id_field=id_field, skip_invalid=skip_invalid, encoding=encoding)
     with WriterLock(out):
         previous = check_target(out, force)
         encoder = Encoder(model, batch_size=batch_size, runtime=runtime, precision=precision)
@@ -140,7 +164,8 @@ def build_index(
         name = segment_name(number)
         staged = staging_segment(root, name)
         try:
-            builder = PostingsBuilder(terms, splade) if terms else None
+            files = copy_user_dict(root, terms, user_dict)
+            builder = PostingsBuilder(terms, splade, analyzer) if terms else None
             written, embed_seconds = _write(
                 staged, name, reader, (encoder, chunker), spec, builder, progress
             )
@@ -152,14 +177,15 @@ def build_index(
                 backend=BackendSection(backend, spec.kind, written.params),
                 documents=written.entry.rows,
                 corpus=CorpusSection(
-                    str(Path(corpus).resolve()), reader.sha256, reader.skipped_count
+                    str(reader.path.resolve()), reader.sha256, reader.skipped_count
                 ),
-                files=written.files,
+                files={**files, **written.files},
                 searchkit_version=__version__,
                 segments=[written.entry],
                 next_segment=number + 1,
                 lexical=terms,
                 chunking=chunking.section(),
+                language=language,
             )
             _commit(root, out, manifest)
         finally:
@@ -173,7 +199,7 @@ def build_index(
 def _write(
     staged: Path,
     name: str,
-    reader: CorpusReader,
+    reader: CorpusSource,
     embedding: tuple[Encoder, Chunker],
     spec: VectorSpec,
     lexical: PostingsBuilder | None,
@@ -213,7 +239,7 @@ def check_target(out: Path, force: bool) -> int | None:
             )
         return None
     if not force:
-        raise IndexExists(f"{out} already holds an index; pass --force (force=True) to replace it")
+        raise IndexExists(f"{out} already holds an index; pass force=True to replace it")
     try:  # only the version: the index may be sharded, of an older format, or unreadable
         version = json.loads(path.read_text(encoding="utf-8"))["version"]
     except (OSError, ValueError, TypeError, KeyError):

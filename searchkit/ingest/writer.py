@@ -23,7 +23,7 @@ from searchkit.index.commit import (
     staging_segment,
     switch,
 )
-from searchkit.index.lexical import PostingsBuilder
+from searchkit.index.lexical import PostingsBuilder, index_analyzer
 from searchkit.index.lock import WriterLock
 from searchkit.index.manifest import Manifest
 from searchkit.index.sections import ChunkingSection
@@ -39,7 +39,8 @@ from searchkit.inference.encoder import Encoder
 from searchkit.inference.runtimes import from_manifest
 from searchkit.inference.sparse import splade_for
 from searchkit.ingest.chunking import ChunkConfig, Chunker, text_window
-from searchkit.ingest.corpus import CorpusReader, SkippedLine
+from searchkit.ingest.corpus import SkippedLine
+from searchkit.ingest.readers import CorpusSource, as_source
 from searchkit.models import Document
 from searchkit.progress import BuildProgress
 
@@ -176,16 +177,18 @@ class IndexWriter:
 
     def add_corpus(
         self,
-        corpus: str | Path,
+        corpus: str | Path | CorpusSource,
         *,
+        format: str | None = None,  # noqa: A002 - the name users know (--format)
         id_field: str | None = None,
         skip_invalid: bool = False,
         encoding: str = "utf-8",
     ) -> CommitReport:
-        """Upsert a JSONL corpus (in ``encoding``, see ``CorpusReader``); a bad line fails the
-        whole add and leaves the index unchanged."""
-        reader = CorpusReader(
-            corpus, id_field=id_field, skip_invalid=skip_invalid, encoding=encoding
+        """Upsert a corpus of any format (``searchkit.ingest.readers``; a path, or a source
+        from ``read_corpus``); a bad record fails the whole add and leaves the index unchanged.
+        Unchanged documents (a folder's unchanged files) are not re-embedded."""
+        reader = as_source(
+            corpus, format, id_field=id_field, skip_invalid=skip_invalid, encoding=encoding
         )
         return self._upsert(in_blocks(reader), reader)
 
@@ -226,7 +229,7 @@ class IndexWriter:
         return self._report(started, rewritten=rewritten, purged=m.deleted)
 
     def _upsert(
-        self, blocks: Iterable[list[Document]], reader: CorpusReader | None
+        self, blocks: Iterable[list[Document]], reader: CorpusSource | None
     ) -> CommitReport:
         started = time.monotonic()
         state = self._current()
@@ -290,7 +293,10 @@ class IndexWriter:
 
     def _lexical(self) -> PostingsBuilder | None:
         config = self.manifest.lexical
-        return PostingsBuilder(config, self.splade) if config else None
+        if not config:
+            return None
+        analyzer = index_analyzer(config, self.path) if config.kind == "bm25" else None
+        return PostingsBuilder(config, self.splade, analyzer)  # upserts keep the index's analyzer
 
     def _current(self) -> _State:
         if self._state is None:
@@ -303,7 +309,12 @@ class IndexWriter:
         segments = (
             [replace(s, deleted=len(deleted.get(s.name, ()))) for s in m.segments] if keep else []
         )
-        files = {role: f for role, f in m.files.items() if role != "deletions"} if keep else {}
+        # segment files are "s000001/docs"; index-wide ones (a user dictionary) always stay
+        files = {
+            role: f
+            for role, f in m.files.items()
+            if role != "deletions" and (keep or "/" not in role)
+        }
         if added is not None:
             segments.append(added.entry)
             files.update(added.files)
@@ -432,17 +443,3 @@ def _check_documents(docs: Sequence[Document]) -> None:
                 f"{where}: duplicate id {doc.id!r} (also document {seen[doc.id]})"
             )
         seen[doc.id] = n
-
-
-def read_ids(ids: str | None, ids_file: str | Path | None) -> list[str]:
-    """Ids from a comma-separated list and/or a file of one id per line (blank lines skipped)."""
-    found = [i.strip() for i in (ids or "").split(",") if i.strip()]
-    if ids_file is not None:
-        try:
-            text = Path(ids_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise InvalidParameter(f"{ids_file}: cannot read the ids file ({err})") from None
-        found.extend(line.strip() for line in text.splitlines() if line.strip())
-    if not found:
-        raise InvalidParameter("no ids given: pass --ids a17,b42 or --ids-file ids.txt")
-    return found

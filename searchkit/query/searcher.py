@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from searchkit.analysis import Analyzer
 from searchkit.defaults import DEFAULT_K
 from searchkit.errors import (
     IncompatibleIndex,
@@ -21,15 +22,16 @@ from searchkit.errors import (
     RerankerUnavailableWarning,
     RuntimeMismatchWarning,
 )
-from searchkit.index.lexical import Terms, bm25_query_terms
+from searchkit.index.lexical import Terms, bm25_query_terms, index_analyzer
 from searchkit.index.manifest import Manifest
-from searchkit.index.sections import EncoderSection
+from searchkit.index.sections import EncoderSection, LexicalSection
 from searchkit.inference.encoder import Encoder
 from searchkit.inference.reranker import Reranker
 from searchkit.inference.runtimes import Runtime, from_manifest
 from searchkit.inference.sparse import splade_for
 from searchkit.models import Document, Hit, Hits, Passage
 from searchkit.options import MODES, SearchOptions
+from searchkit.query import timing
 from searchkit.query.filters import Where
 from searchkit.query.fusion import blend_rerank, fuser
 from searchkit.query.stage import FirstStage, Pool, QueryBatch, open_stage, verify_index
@@ -84,6 +86,7 @@ class Searcher:
             reranker or m.reranker, runtime=reranker_runtime, max_tokens=rerank_max_tokens
         )
         self.splade = splade_for(m.lexical)
+        self.analyzer = _bm25_analyzer(m.lexical, self.path)
         self._reranker_missing = False
         self._queries = QueryCache(query_cache)
 
@@ -120,6 +123,7 @@ class Searcher:
             return False
         if self.manifest.lexical != lexical:
             self.splade = splade_for(self.manifest.lexical)
+            self.analyzer = _bm25_analyzer(self.manifest.lexical, self.path)
         return True
 
     def close(self) -> None:
@@ -179,12 +183,15 @@ class Searcher:
             return []
         reranker = self._usable_reranker() if opts.rerank else None
         depth = max(k, opts.candidates) if reranker else k
+        with timing.stage("embed"):
+            vectors = self._query_vectors(queries) if mode != "lexical" else None
         batch = QueryBatch(
-            self._query_vectors(queries) if mode != "lexical" else None,
+            vectors,
             self._query_terms(queries) if mode != "dense" else None,
         )
         fuse = fuser(opts.fusion, opts.rrf_k, opts.weight)
-        found = self.stage.candidates(batch, depth, where, opts, fuse)
+        with timing.stage("retrieve"):
+            found = self.stage.candidates(batch, depth, where, opts, fuse)
         passages = found.passages or [{} for _ in queries]
         if reranker is None:
             return [
@@ -221,7 +228,8 @@ class Searcher:
     def _query_terms(self, queries: Sequence[str]) -> list[Terms]:
         if self.splade is not None:
             return [self.splade.query_terms(q) for q in queries]
-        return [bm25_query_terms(q) for q in queries]
+        assert self.analyzer is not None  # resolve_mode ran: the index has BM25 terms
+        return [bm25_query_terms(q, self.analyzer) for q in queries]
 
     def _usable_reranker(self) -> Reranker | None:
         """The reranker, loaded; None (with one warning) if the default one cannot load."""
@@ -336,7 +344,8 @@ def _rerank(
         if not s
         for r, _, _ in pool
     ]
-    all_scores, all_cut = reranker.score_counted(pairs)
+    with timing.stage("rerank"):
+        all_scores, all_cut = reranker.score_counted(pairs)
     scores, cut = iter(all_scores.tolist()), iter(all_cut.tolist())
     results = []
     for q, pool, best, s in zip(queries, pools, passages, skip, strict=True):
@@ -378,3 +387,8 @@ def _check_args(queries: Sequence[str], k: int) -> None:
             raise InvalidParameter(f"a query must be non-empty text, got {q!r}", param="query")
     if k < 1:
         raise InvalidParameter(f"k must be at least 1, got {k}", param="k")
+
+
+def _bm25_analyzer(lexical: LexicalSection | None, path: Path) -> Analyzer | None:
+    """The analyzer of a BM25 index's queries (None: no BM25 terms)."""
+    return index_analyzer(lexical, path) if lexical and lexical.kind == "bm25" else None

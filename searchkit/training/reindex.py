@@ -13,6 +13,7 @@ from pathlib import Path
 
 from searchkit.defaults import DEFAULT_SPLADE
 from searchkit.errors import IndexExists, InvalidParameter
+from searchkit.index.lexical import user_dict_path
 from searchkit.index.sections import LexicalSection
 from searchkit.ingest.build import BuildReport, build_index
 from searchkit.query.searcher import Searcher
@@ -41,6 +42,8 @@ def reindex(
     searcher = Searcher.open(index)
     m = searcher.manifest
     lexical = m.lexical or LexicalSection("none")
+    analysis = (lexical.analyzer or {}) if lexical.kind == "bm25" else {}
+    user_dict = user_dict_path(lexical) if lexical.kind == "bm25" else None
     with tempfile.TemporaryDirectory(prefix="searchkit-reindex-") as tmp:
         corpus = Path(tmp) / "corpus.jsonl"
         with open(corpus, "w", encoding="utf-8") as f:
@@ -51,7 +54,9 @@ def reindex(
             corpus, out, model=str(model), reranker=m.reranker, backend=m.backend.name,
             kind=m.backend.kind, params=dict(m.backend.params),
             lexical=lexical.kind, splade_model=lexical.model or DEFAULT_SPLADE,
-            force=force, progress=progress,
+            language=m.language or analysis.get("name", "en"), t2s=analysis.get("t2s", True),
+            user_dict=Path(index, user_dict) if user_dict else None, force=force,
+            progress=progress,
         )  # fmt: skip
 
 
@@ -59,7 +64,11 @@ def check_reindex_target(index: str | Path, out: str | Path, force: bool) -> Non
     """Refuse, before any work, to write over ``index`` or (without ``force``) another folder."""
     if Path(out).resolve() == Path(index).resolve():
         raise InvalidParameter(
-            f"--reindex {out} is the index being read; give a new folder for the re-embedded index"
+            f"reindex={str(out)!r} is the index being read; give a new folder for the "
+            "re-embedded index",
+            param="reindex",
         )
     if Path(out).exists() and not force:
-        raise IndexExists(f"{out} exists; pass --force to replace it, or choose another --reindex")
+        raise IndexExists(
+            f"{out} exists; pass force=True to replace it, or choose another reindex="
+        )
