@@ -9,6 +9,16 @@ from typing import Annotated
 
 import typer
 
+from searchkit.cli.corpus import (
+    CorpusArg,
+    ExcludeOpt,
+    FieldsOpt,
+    FormatOpt,
+    IncludeOpt,
+    TextFieldOpt,
+    TitleFieldOpt,
+    corpus_options,
+)
 from searchkit.cli.errors import reported_errors
 from searchkit.cli.options import (
     DatasetOpt,
@@ -58,7 +68,7 @@ app = typer.Typer(
 
 @app.command()
 def index(
-    corpus: Annotated[Path, typer.Argument(help="JSONL corpus (.jsonl or .jsonl.gz).")],
+    corpus: CorpusArg,
     out: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Index folder (default: indexes/<corpus name>)."),
@@ -118,7 +128,13 @@ def index(
     ] = None,
     splade_model: SpladeOpt = DEFAULT_SPLADE,
     rescore: RescoreOpt = None,
+    format: FormatOpt = None,
     id_field: Annotated[str | None, typer.Option(help="Id field [_id, else id].")] = None,
+    text_field: TextFieldOpt = None,
+    title_field: TitleFieldOpt = None,
+    fields: FieldsOpt = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
     skip_invalid: Annotated[
         bool, typer.Option(help="Skip bad lines and report them instead of failing.")
     ] = False,
@@ -157,7 +173,10 @@ def index(
     """Build an index from a corpus, e.g. searchkit index corpus.jsonl --backend hnswlib"""
     from searchkit.errors import InvalidParameter
     from searchkit.ingest.build import build_index
+    from searchkit.ingest.readers import read_corpus
     from searchkit.report import print_build
+
+    reading = corpus_options(format, text_field, title_field, fields, include, exclude)
 
     params = {
         "m": m,
@@ -171,9 +190,15 @@ def index(
         if ray is not None:
             from searchkit.distributed.ingest import ingest
 
+            if given := [k for k, v in reading.items() if (k, v) != ("format", "jsonl")]:
+                raise InvalidParameter(
+                    "the Ray ingest reads JSONL as it is: build without --ray to read other "
+                    "formats or map columns", param=given[0],
+                )  # fmt: skip
             build = functools.partial(
                 ingest, shards=shards or 1, address=ray, workers=workers, lexical=lexical or "none",
                 chunk=bool(chunk) or chunk_tokens is not None or chunk_overlap is not None,
+                id_field=id_field, skip_invalid=skip_invalid, encoding=encoding,
             )  # fmt: skip
         elif (shards, workers) != (None, None):
             raise InvalidParameter("--shards and --workers need --ray ADDRESS")
@@ -183,10 +208,12 @@ def index(
                 chunk=chunk is not False, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap,
                 user_dict=user_dict, t2s=t2s,
             )  # fmt: skip
+            corpus = read_corpus(
+                corpus, **reading, id_field=id_field, skip_invalid=skip_invalid, encoding=encoding
+            )
         report = build(
             corpus, out, model=model, reranker=reranker, language=language, backend=backend,
-            kind=kind,
-            params=params, id_field=id_field, skip_invalid=skip_invalid, encoding=encoding,
+            kind=kind, params=params,
             batch_size=batch_size,
             runtime=runtime, precision=precision, force=force, progress=progress,
         )  # fmt: skip
@@ -323,8 +350,14 @@ def info(
 @app.command()
 def add(
     index: IndexArg,
-    corpus: Annotated[Path, typer.Argument(help="JSONL corpus (.jsonl or .jsonl.gz).")],
+    corpus: CorpusArg,
+    format: FormatOpt = None,
     id_field: Annotated[str | None, typer.Option(help="Id field [_id, else id].")] = None,
+    text_field: TextFieldOpt = None,
+    title_field: TitleFieldOpt = None,
+    fields: FieldsOpt = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
     skip_invalid: Annotated[
         bool, typer.Option(help="Skip bad lines instead of failing the whole add.")
     ] = False,
@@ -333,18 +366,19 @@ def add(
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Upsert documents: new ids are added, changed ones replaced, unchanged ones kept,
-    e.g. searchkit add indexes/docs new.jsonl"""
+    """Upsert documents: new ids are added, changed ones replaced, unchanged ones kept (a
+    folder: only changed files are embedded again), e.g. searchkit add indexes/docs new.jsonl"""
+    from searchkit.ingest.readers import read_corpus
     from searchkit.ingest.writer import IndexWriter
     from searchkit.report import print_commit
 
-    with (
-        reported_errors(),
-        IndexWriter.open(index, batch_size=batch_size, progress=progress) as writer,
-    ):
-        report = writer.add_corpus(
-            corpus, id_field=id_field, skip_invalid=skip_invalid, encoding=encoding
+    reading = corpus_options(format, text_field, title_field, fields, include, exclude)
+    with reported_errors():
+        source = read_corpus(
+            corpus, **reading, id_field=id_field, skip_invalid=skip_invalid, encoding=encoding
         )
+        with IndexWriter.open(index, batch_size=batch_size, progress=progress) as writer:
+            report = writer.add_corpus(source)
     print_commit(report, as_json=as_json)
 
 

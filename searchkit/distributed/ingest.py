@@ -56,6 +56,7 @@ from searchkit.ingest.build import check_target, staging_dir
 from searchkit.ingest.chunking import ChunkConfig
 from searchkit.ingest.corpus import MAX_SKIPPED_KEPT, CorpusReader, SkippedLine
 from searchkit.ingest.language import corpus_language
+from searchkit.ingest.readers import detect_format
 from searchkit.ingest.writer import BLOCK_DOCS
 
 
@@ -128,6 +129,13 @@ def ingest(
     out = Path(out) if out is not None else default_index_dir(corpus)
     if shards < 1 or block_docs < 1 or (workers is not None and workers < 1):
         raise InvalidParameter("shards, workers and block_docs must be at least 1")
+    if (found := detect_format(corpus)) != "jsonl":
+        # the driver cuts the corpus into blocks of lines by byte offsets
+        raise InvalidParameter(
+            f"the Ray ingest reads JSONL corpora, not {found}: build without Ray (build_index "
+            "reads every format), or convert it to JSONL first",
+            param="corpus",
+        )
     if lexical != "none":
         raise InvalidParameter(
             f"a sharded index (built on Ray) holds vectors only, not {lexical!r} lexical data: "

@@ -10,7 +10,7 @@ from searchkit.index.manifest import MANIFEST
 
 INDEX_ROOT = Path("indexes")
 INDEX_ENV = "SEARCHKIT_INDEX"
-CORPUS_SUFFIXES = (".gz", ".jsonl", ".json", ".ndjson")
+CORPUS_SUFFIXES = (".gz", ".jsonl", ".json", ".ndjson", ".parquet", ".pq", ".csv", ".tsv", ".tab")
 
 
 def default_index_dir(corpus: str | Path, root: Path = INDEX_ROOT) -> Path:

@@ -75,7 +75,7 @@ def build_index(
     params: dict[str, Any] | None = None,
     lexical: str = DEFAULT_LEXICAL,
     splade_model: str = DEFAULT_SPLADE,
-    format: str | None = None,  # noqa: A002 - the name users know (--format)
+    format: str | None = None,
     id_field: str | None = None,
     skip_invalid: bool = False,
     encoding: str = "utf-8",

@@ -6,7 +6,7 @@ import codecs
 import gzip
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +36,14 @@ class CorpusReader:
 
     Each line is a JSON object with an id (``_id`` or ``id``, or ``id_field``), a non-empty
     ``text``, an optional ``title``; every other field is kept as metadata (a ``metadata``
-    object is merged into it, as in BEIR files).
+    object is merged into it, as in BEIR files). Other formats: ``searchkit.ingest.readers``.
 
     Args:
         path: a ``.jsonl`` or ``.jsonl.gz`` file.
         id_field: the field holding the document id; default: ``_id``, else ``id``.
+        text_field: the field holding the text.
+        title_field: the field holding the title (optional in each line).
+        fields: the fields kept as metadata (default: all the others).
         skip_invalid: skip bad lines and record them in ``skipped`` instead of raising.
         encoding: the text encoding of the file, e.g. ``gb18030`` (GBK's superset) or
             ``big5``; any that keeps ASCII as ASCII (one line ends at each ``\\n`` byte).
@@ -59,6 +62,9 @@ class CorpusReader:
         path: str | Path,
         *,
         id_field: str | None = None,
+        text_field: str = "text",
+        title_field: str = "title",
+        fields: Sequence[str] | None = None,
         skip_invalid: bool = False,
         encoding: str = DEFAULT_ENCODING,
     ) -> None:
@@ -67,6 +73,8 @@ class CorpusReader:
         if not self.path.is_file():
             raise CorpusError(self.path, None, "no such file; give the path of a .jsonl corpus")
         self.id_fields = (id_field,) if id_field else ID_FIELDS
+        self.text_field, self.title_field = text_field, title_field
+        self.fields = tuple(fields) if fields is not None else None
         self.skip_invalid = skip_invalid
         self.size = self.path.stat().st_size
         self.position = 0
@@ -80,6 +88,14 @@ class CorpusReader:
     def sha256(self) -> str:
         """Checksum of the uncompressed bytes read so far (the whole corpus after iterating)."""
         return self._hash.hexdigest()
+
+    def reopen(self, *, skip_invalid: bool) -> CorpusReader:
+        """A new reader of the same file with the same settings, from the start."""
+        return CorpusReader(
+            self.path, id_field=self.id_fields[0] if len(self.id_fields) == 1 else None,
+            text_field=self.text_field, title_field=self.title_field, fields=self.fields,
+            skip_invalid=skip_invalid, encoding=self.encoding,
+        )  # fmt: skip
 
     def __iter__(self) -> Iterator[Document]:
         for _, doc in self.documents(self.lines()):
@@ -156,17 +172,20 @@ class CorpusReader:
             kind = type(record).__name__
             raise self._fail(line_no, f"expected a JSON object, got {kind}")
         doc_id = self._id(record, line_no)
-        text = record.get("text")
+        name = self.text_field
+        text = record.get(name)
         if text is None:
-            raise self._fail(line_no, "missing field 'text'")
+            raise self._fail(line_no, f"missing field {name!r}")
         if not isinstance(text, str):
-            raise self._fail(line_no, f"field 'text' must be a string, got {_kind(text)}")
+            raise self._fail(line_no, f"field {name!r} must be a string, got {_kind(text)}")
         if not text.strip():
-            raise self._fail(line_no, "field 'text' is empty")
-        title = record.get("title")
+            raise self._fail(line_no, f"field {name!r} is empty")
+        title = record.get(self.title_field)
         title = "" if title is None else title
         if not isinstance(title, str):
-            raise self._fail(line_no, f"field 'title' must be a string, got {_kind(title)}")
+            raise self._fail(
+                line_no, f"field {self.title_field!r} must be a string, got {_kind(title)}"
+            )
         self._seen[doc_id] = line_no
         return Document(doc_id, text, title, self._metadata(record))
 
@@ -175,7 +194,7 @@ class CorpusReader:
         if field is None:
             names = " or ".join(repr(f) for f in self.id_fields)
             raise self._fail(
-                line_no, f"missing id field {names} (set --id-field if it is named otherwise)"
+                line_no, f"missing id field {names} (set id_field= if it is named otherwise)"
             )
         doc_id = record[field]
         if not isinstance(doc_id, str):
@@ -193,13 +212,15 @@ class CorpusReader:
         return doc_id
 
     def _metadata(self, record: dict[str, Any]) -> dict[str, Any]:
-        skip = {"text", "title", *self.id_fields}
+        skip = {self.text_field, self.title_field, *self.id_fields}
         meta = {k: v for k, v in record.items() if k not in skip and k != "metadata"}
         nested = record.get("metadata")
         if isinstance(nested, dict):
             meta.update(nested)
         elif nested is not None:
             meta["metadata"] = nested
+        if self.fields is not None:
+            meta = {k: meta[k] for k in self.fields if k in meta}
         return meta
 
 

@@ -179,7 +179,7 @@ class IndexWriter:
         self,
         corpus: str | Path | CorpusSource,
         *,
-        format: str | None = None,  # noqa: A002 - the name users know (--format)
+        format: str | None = None,
         id_field: str | None = None,
         skip_invalid: bool = False,
         encoding: str = "utf-8",
