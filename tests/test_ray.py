@@ -464,6 +464,29 @@ def test_a_duplicate_id_across_blocks_names_both_lines(cluster: str, tmp_path: P
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
+def test_a_gb18030_corpus_ingests_as_it_reads(cluster: str, tmp_path: Path) -> None:
+    # blocks are cut at byte offsets: in a multi-byte encoding they must still end at lines
+    zh = [
+        {
+            "_id": "zh-1",
+            "title": "饺子",
+            "text": "北方人过年常吃饺子，𠀀 在 GB18030 里占四个字节。",
+        },
+        {"_id": "zh-2", "title": "北京地铁", "text": "北京地铁一号线从苹果园开到环球度假区。"},
+    ]
+    records = [*corpus_records()[:5], zh[0], *corpus_records()[5:10], zh[1]]
+    path = tmp_path / "zh.jsonl"
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    path.write_bytes(text.encode("gb18030"))
+    report = sharded_ingest(path, tmp_path / "out", encoding="gb18030")
+    assert report.blocks == 3 and report.manifest.documents == 12
+    searcher = Searcher.open(report.path)
+    for doc in zh:
+        hit = searcher.search(doc["text"], k=1, rerank=False)[0]
+        assert (hit.id, hit.title, hit.text) == (doc["_id"], doc["title"], doc["text"])
+
+
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "searchkit", *args],
