@@ -172,20 +172,34 @@ def test_a_gbk_file_read_as_utf8_says_which_encoding_to_try(tmp_path):
     assert str(info.value) == (
         f'{path}:1: not UTF-8 text (invalid start byte) (try encoding="gb18030")'
     )
-    utf8 = tmp_path / "utf8.jsonl"
-    utf8.write_bytes(zh_bytes("utf-8"))
-    with pytest.raises(
-        CorpusError, match=r'utf8.jsonl:1: not big5 text .*\(try encoding="utf-8"\)'
-    ):
-        read(utf8, encoding="big5")
 
 
-def test_bytes_of_no_likely_encoding_get_no_advice(tmp_path):
+TRADITIONAL = {"_id": "t", "text": "臺北的夜市小吃很多，國立臺灣大學位於臺北市大安區。"}
+GERMAN = {"_id": "g", "text": "Müller aus Zürich schaut über die Brücke, schön."}
+
+
+@pytest.mark.parametrize(
+    ("data", "read_as", "advice"),
+    [
+        (zh_bytes("gbk", [TRADITIONAL]), "utf-8", "gb18030"),  # GBK has Traditional ones too
+        (zh_bytes("big5", [TRADITIONAL]), "utf-8", "big5"),  # Big5 bytes are GBK's, rare ones
+        (zh_bytes("utf-8", ZH[:1]), "big5", "utf-8"),
+        (zh_bytes("utf-8", ZH[:1]), "gb18030", "utf-8"),
+        (zh_bytes("latin-1", [GERMAN]), "utf-8", None),  # "ü" then "l" is a rare GBK character
+        (b'{"_id": "b", "text": "\xff\xfe\x80"}\n', "utf-8", None),  # in none of them
+    ],
+    ids=["gbk-traditional", "big5", "utf8-as-big5", "utf8-as-gb18030", "latin-1", "garbage"],
+)
+def test_a_line_that_does_not_decode_says_which_likely_encoding_it_is_in(
+    tmp_path, data, read_as, advice
+):
     path = tmp_path / "c.jsonl"
-    path.write_bytes(b'{"_id": "b", "text": "\xff\xfe\x80"}\n')  # neither UTF-8 nor GB18030
+    path.write_bytes(data)
     with pytest.raises(CorpusError) as info:
-        read(path)
-    assert info.value.problem == "not UTF-8 text (invalid start byte)"
+        read(path, encoding=read_as)
+    problem = info.value.problem
+    assert problem.startswith(f"not {'UTF-8' if read_as == 'utf-8' else read_as} text (")
+    assert problem.endswith(f'(try encoding="{advice}")') if advice else "try" not in problem
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ ID_FIELDS = ("_id", "id")
 MAX_SKIPPED_KEPT = 20
 DEFAULT_ENCODING = "utf-8"
 # what a line that does not decode is tried in, to say which encoding it is likely in
-LIKELY_ENCODINGS = ("utf-8", "gb18030")
+LIKELY_ENCODINGS = ("utf-8", "gb18030", "big5")
 _PROBE = b'{"_id": "a", "text": "x"}\n'
 
 
@@ -266,17 +266,32 @@ def not_text(line: bytes, encoding: str, err: UnicodeDecodeError) -> str:
     name = "UTF-8" if encoding.startswith("utf-8") else encoding
     problem = f"not {name} text ({err.reason})"
     for other in LIKELY_ENCODINGS:
-        if other != encoding and _decodes(line, other):
+        if other != encoding and _likely(line, other):
             return f'{problem} (try encoding="{other}")'
     return problem
 
 
-def _decodes(line: bytes, encoding: str) -> bool:
+def _likely(line: bytes, encoding: str) -> bool:
+    """``line`` decodes in ``encoding``, and for the Chinese ones mostly into common characters:
+    bytes of another encoding decode into rare ones (Latin-1 "ü" then "l" is a GBK pair, and
+    Big5 bytes are GBK's too)."""
     try:
-        line.decode(encoding)
+        text = line.decode(encoding)
     except UnicodeDecodeError:
         return False
-    return True
+    wide = [c for c in text if not c.isascii()]
+    if encoding == "utf-8" or not wide:
+        return True
+    return sum(_common(c, encoding) for c in wide) >= len(wide) / 2
+
+
+def _common(char: str, encoding: str) -> bool:
+    """A character of GB2312 (gb18030), or of Big5's symbols and common characters (big5)."""
+    try:
+        data = char.encode("gb2312" if encoding == "gb18030" else encoding)
+    except UnicodeEncodeError:
+        return False
+    return encoding != "big5" or data[0] <= 0xC6
 
 
 def corpus_sha256(path: str | Path) -> str:
