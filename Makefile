@@ -6,6 +6,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SAMPLE := data/sample/stdlib
 DEMO_INDEX := indexes/stdlib
+# The Chinese part: a committed set (corpora/zh-shop), indexed with defaults (language detected)
+ZH_SET := corpora/zh-shop
+ZH_INDEX := indexes/zh-shop
 # No general-purpose CrossEncoder installs offline; use the project's shared test reranker when
 # it is beside the checkout, else the default hub reranker (which falls back to retrieval order).
 RERANKER ?= $(wildcard ../shared/models/reranker)
@@ -29,7 +32,10 @@ $(SAMPLE)/corpus.jsonl: scripts/make_sample_corpus.py | install
 $(DEMO_INDEX)/manifest.json: $(SAMPLE)/corpus.jsonl
 	$(BIN)/searchkit index $(SAMPLE)/corpus.jsonl --out $(DEMO_INDEX) --force
 
-demo: $(DEMO_INDEX)/manifest.json
+$(ZH_INDEX)/manifest.json: $(ZH_SET)/corpus.jsonl | install
+	$(BIN)/searchkit index $(ZH_SET)/corpus.jsonl --out $(ZH_INDEX) --force
+
+demo: $(DEMO_INDEX)/manifest.json $(ZH_INDEX)/manifest.json
 	$(BIN)/searchkit info $(DEMO_INDEX)
 	$(BIN)/searchkit query "split a path into directory and file name" --index $(DEMO_INDEX) -k 5 --no-rerank
 	$(BIN)/searchkit query "read a file line by line" --index $(DEMO_INDEX) -k 3 --no-rerank \
@@ -40,6 +46,11 @@ demo: $(DEMO_INDEX)/manifest.json
 	@echo "The rerank path, with $(or $(RERANKER),the default hub reranker) (see docs/quickstart.md):"
 	$(BIN)/searchkit query "parse command line options" --index $(DEMO_INDEX) -k 3 --json \
 		$(if $(RERANKER),--reranker $(RERANKER))
+	@echo "Chinese: $(ZH_SET), a shop catalogue with English product names (see docs/guides/chinese.md):"
+	$(BIN)/searchkit info $(ZH_INDEX)
+	$(BIN)/searchkit query "iPhone 15 电池续航怎么样" --index $(ZH_INDEX) -k 3 --no-rerank
+	$(BIN)/searchkit eval $(ZH_INDEX) --queries $(ZH_SET)/queries.jsonl \
+		--qrels $(ZH_SET)/qrels/test.tsv --no-rerank
 
 lint: install
 	$(BIN)/ruff check searchkit tests benchmarks scripts
@@ -54,4 +65,4 @@ test: lint docs
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) data/sample $(DEMO_INDEX) site
+	rm -rf $(VENV) data/sample $(DEMO_INDEX) $(ZH_INDEX) site
