@@ -8,12 +8,11 @@ empty cells are None.
 from __future__ import annotations
 
 import csv
-import io
 import re
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import IO, Any
 
-from searchkit.ingest.corpus import open_corpus
+from searchkit.ingest.corpus import not_text, open_corpus
 from searchkit.ingest.readers.records import RecordReader
 
 _INT = re.compile(r"-?(0|[1-9][0-9]*)")
@@ -33,30 +32,33 @@ class CsvReader(RecordReader):
         super().__init__(path, **options)
         self.size = self.path.stat().st_size
         csv.field_size_limit(max(csv.field_size_limit(), FIELD_LIMIT))
+        for _ in self._rows(check_only=True):
+            pass
 
     def records(self) -> Iterator[tuple[int, Any]]:
-        # utf-8-sig: spreadsheets start their CSV exports with a byte order mark
-        encoding = "utf-8-sig" if self.encoding == "utf-8" else self.encoding
+        return self._rows(check_only=False)
+
+    def _rows(self, check_only: bool) -> Iterator[tuple[int, Any]]:
         with open_corpus(self.path) as (raw, stream):
-            text = io.TextIOWrapper(stream, encoding=encoding, newline="")
-            rows = csv.reader(text, delimiter=self.DELIMITER)
-            line = 1
+            lines = _Lines(stream, self.encoding, self.fail)
+            rows = csv.reader(lines, delimiter=self.DELIMITER)
             try:
                 header = next(rows, None)
                 if header is None:
                     raise self.fail(None, "empty file: no header line")
                 self.check_columns(header)
-                for values in rows:
-                    start, line = line + 1, rows.line_num
+                if check_only:
+                    return
+                while True:
+                    start = lines.number + 1  # csv.reader reads no line ahead of its row
+                    values = next(rows, None)
+                    if values is None:
+                        return
                     self.position = raw.tell()
                     if values:
                         yield start, self._record(start, header, values)
-            except UnicodeDecodeError as err:
-                name = "UTF-8" if self.encoding == "utf-8" else self.encoding
-                problem = f"not {name} text ({err.reason}); pass encoding=, e.g. gb18030"
-                raise self.fail(line + 1, problem) from None
             except csv.Error as err:
-                raise self.fail(line + 1, f"bad CSV ({err})") from None
+                raise self.fail(lines.number, f"bad CSV ({err})") from None
 
     def _record(self, line: int, header: list[str], values: list[str]) -> dict[str, Any]:
         if len(values) != len(header):
@@ -74,6 +76,28 @@ class CsvReader(RecordReader):
         if _FLOAT.fullmatch(value):
             return float(value)
         return value
+
+
+class _Lines:
+    """The decoded lines of a byte stream for csv.reader; ``number``: the last one read."""
+
+    def __init__(self, stream: IO[bytes], encoding: str, fail: Callable[..., Exception]) -> None:
+        self.stream, self.encoding, self.fail = stream, encoding, fail
+        self.number = 0
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = self.stream.readline()
+        if not line:
+            raise StopIteration
+        self.number += 1
+        try:
+            text = line.decode(self.encoding)
+        except UnicodeDecodeError as err:
+            raise self.fail(self.number, not_text(line, self.encoding, err)) from None
+        return text.removeprefix("\ufeff") if self.number == 1 else text
 
 
 class TsvReader(CsvReader):

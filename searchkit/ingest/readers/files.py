@@ -18,6 +18,9 @@ SUFFIXES = TEXT_SUFFIXES + MARKDOWN_SUFFIXES + HTML_SUFFIXES + PDF_SUFFIXES
 _ATX = re.compile(r"^ {0,3}#{1,6}[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$")
 _SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
+# YAML front matter (Jekyll, Hugo, mkdocs): its title: wins over the first heading
+_FRONT = re.compile(r"\A---[ \t]*\r?\n(.*?)^(?:---|\.\.\.)[ \t]*$", re.S | re.M)
+_FRONT_TITLE = re.compile(r"^title:[ \t]*(.+?)[ \t]*$", re.M)
 
 
 class FileProblem(Exception):
@@ -44,8 +47,12 @@ def extract(path: Path, data: bytes, encoding: str) -> tuple[str, str, dict[str,
 
 
 def markdown_title(text: str) -> str | None:
-    """The first heading of a Markdown text (``# Title`` or an underlined line), outside
-    code fences."""
+    """The title of a Markdown text: its front matter's ``title:``, else the first heading
+    (``# Title`` or an underlined line) outside code fences."""
+    if front := _FRONT.match(text):
+        if found := _FRONT_TITLE.search(front.group(1)):
+            return found.group(1).strip("\"'") or None
+        text = text[front.end() :]
     fenced, previous = False, ""
     for line in text.splitlines():
         if _FENCE.match(line):

@@ -56,7 +56,7 @@ class FolderReader(RecordReader):
         self.include = tuple(include or INCLUDE)
         self.exclude = (*HIDDEN, *(exclude or ()))
         self._options.update(include=include, exclude=exclude)
-        self.files = list(self._walk())
+        self.files = sorted(self._walk())
         self.size = sum(size for _, size in self.files)
         self._digest = hashlib.sha256()
 
