@@ -100,8 +100,8 @@ def bench_index(
     progress = sys.stderr.isatty()
     ensure_index(data, path, force=rebuild, backend=backend, kind=kind, progress=progress)
     built = Manifest.read(path).backend
-    if (built["name"], built["kind"]) != (backend, kind):
-        note(f"warning: {path} is a {built['name']} {built['kind']} index; --rebuild to change")
+    if (built.name, built.kind) != (backend, kind):
+        note(f"warning: {path} is a {built.name} {built.kind} index; --rebuild to change")
     return path
 
 

@@ -89,7 +89,7 @@ def build(corpus: Path, scratch: Path, opts: dict[str, Any]) -> dict[str, Any]:
         "documents": m.documents,
         "seconds": report.seconds,
         "embed_seconds": report.embed_seconds,
-        "backend": m.backend,
+        "backend": m.backend.to_dict(),  # a plain dict for the tables
         "file_bytes": {entry.path: entry.bytes for entry in m.files.values()},
         "peak_rss_mb": common.peak_rss_mb(),
         "warmup_peak_rss_mb": warm_rss,

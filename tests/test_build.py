@@ -91,7 +91,7 @@ def test_default_folder_is_indexes_slash_corpus_name(tmp_path, monkeypatch):
 def test_existing_index_needs_force_and_is_replaced_atomically(tiny_corpus, tmp_path):
     out = tmp_path / "idx"
     build_index(tiny_corpus, out, progress=False)
-    with pytest.raises(IndexExists, match="pass --force"):
+    with pytest.raises(IndexExists, match="pass force=True"):
         build_index(tiny_corpus, out, progress=False)
     smaller = write_jsonl(tmp_path / "small.jsonl", tiny_records()[:4])
     report = build_index(smaller, out, force=True, backend="exact", progress=False)

@@ -85,10 +85,12 @@ def test_passages_overlap_and_cover_the_document(encoder):
 def test_settings_are_checked(encoder):
     window = text_window(encoder.model)
     assert window == 254 and chunk_config(window).tokens == 254
-    with pytest.raises(InvalidParameter, match="at most 254"):
+    with pytest.raises(InvalidParameter, match="chunk_tokens=300 .* at most 254") as err:
         chunk_config(window, 300)
-    with pytest.raises(InvalidParameter, match="--chunk-overlap"):
+    assert err.value.param == "chunk_tokens"
+    with pytest.raises(InvalidParameter, match=r"overlap=40 .* chunk_tokens=64 \(32\)") as err:
         chunk_config(window, 64, 40)
+    assert err.value.param == "chunk_overlap"
 
 
 def test_a_query_matching_the_tail_finds_the_passage(chunked):
@@ -189,8 +191,9 @@ def test_cli_json_reports_the_passage(chunked):
 def test_ray_ingest_refuses_to_chunk(tmp_path):
     from searchkit.distributed.ingest import ingest
 
-    with pytest.raises(InvalidParameter, match="--no-chunk"):
+    with pytest.raises(InvalidParameter, match="pass chunk=False") as err:
         ingest(write_jsonl(tmp_path / "c.jsonl", records()), tmp_path / "out", chunk=True)
+    assert err.value.param == "chunk"
 
 
 def test_a_format_3_index_opens_and_takes_upserts(tmp_path):

@@ -140,6 +140,68 @@ def test_add_delete_compact_verify_and_where(project):
     docs.write_bytes(bytes(data))
 
 
+def test_library_errors_show_the_commands_flags(project, tmp_path):
+    """The library names Python parameters (chunk_tokens=4, eval_split=); the CLI shows the
+    flags of the command that ran."""
+    done = run("index", "tiny.jsonl", "-o", str(tmp_path / "few"), "--chunk-tokens", "4",
+               "--no-progress", cwd=project)  # fmt: skip
+    assert done.returncode == 1 and not (tmp_path / "few").exists()
+    assert done.stderr.strip().endswith("error: --chunk-tokens 4 is too few: at least 8")
+    done = run("eval", "--no-progress", cwd=project)
+    assert done.returncode == 1
+    assert "error: give --dataset, or INDEX with --queries and --qrels" in done.stderr
+    write_jsonl(tmp_path / "pairs.jsonl", [{"query": "q", "positive": "p"}])
+    done = run("train-embedder", "indexes/tiny", "-o", str(tmp_path / "m"), "--pairs",
+               str(tmp_path / "pairs.jsonl"), "--eval-split", "test", cwd=project)  # fmt: skip
+    assert done.returncode == 1
+    assert "error: --eval-split needs --dataset (use --heldout otherwise)" in done.stderr
+    done = run("query", "x", "-i", "indexes/tiny", "-c", "0", cwd=project)
+    assert done.returncode == 1
+    assert "error: candidates must be at least 1, got 0 (option --candidates)" in done.stderr
+
+
+def test_parameters_are_spelled_as_flags():
+    from typer.main import get_command
+
+    from searchkit.cli import app
+    from searchkit.cli.errors import as_flags
+
+    commands = get_command(app).commands
+    index, query, evaluate = (commands[n].params for n in ("index", "query", "eval"))
+    assert as_flags("pass force=True to replace it.", None, index) == "pass --force to replace it."
+    assert as_flags("pass chunk=False, or build without address=", "chunk", index) == (
+        "pass --no-chunk, or build without --ray"
+    )
+    message = 'search it with mode="dense", or rebuild it with lexical="bm25"'
+    assert as_flags(message, "mode", query) == (  # query has no --lexical
+        'search it with --mode dense, or rebuild it with lexical="bm25"'
+    )
+    assert as_flags(message, "mode", evaluate).endswith("rebuild it with --lexical bm25")
+    assert as_flags("give the index= to evaluate on", "index", evaluate) == (
+        "give the INDEX to evaluate on"
+    )
+    assert as_flags("k must be at least 1, got 0", "k", query) == (
+        "k must be at least 1, got 0 (option --k)"
+    )
+    assert as_flags("where='a b' and 'k=5' are quoted", None, query) == (
+        "--where 'a b' and 'k=5' are quoted"  # a quoted value with spaces keeps its quotes
+    )
+    assert as_flags("nothing to spell: chunk_tokens", "chunk_tokens", query) == (
+        "nothing to spell: chunk_tokens"  # not a parameter of this command
+    )
+
+
+def test_read_ids(tmp_path):
+    from searchkit.cli.io import read_ids
+    from searchkit.errors import InvalidParameter
+
+    f = tmp_path / "ids.txt"
+    f.write_text("x\n\n y \n")
+    assert read_ids("a, b,,", f) == ["a", "b", "x", "y"]
+    with pytest.raises(InvalidParameter, match="no ids given"):
+        read_ids(" , ", None)
+
+
 def test_help_does_not_import_torch():
     code = "import sys, searchkit.cli; print('torch' in sys.modules, 'faiss' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -88,7 +88,7 @@ def test_parameters_and_errors():
     assert faiss_index.create(32, "binary", {}, 10).params == {"rescore": 200}
     assert faiss_index.create(32, "sq8", {"rescore": 0}, 10).params == {"rescore": 0}
     assert faiss_index.create(32, "binary-hnsw", {"m": 8}, 10).params["m"] == 8
-    with pytest.raises(InvalidParameter, match="multiple of 8, got 30; choose --kind sq8"):
+    with pytest.raises(InvalidParameter, match='multiple of 8, got 30; choose kind="sq8"'):
         faiss_index.create(30, "binary", {}, 10)
     with pytest.raises(InvalidParameter, match="rescore must be a whole number >= 0"):
         faiss_index.create(32, "binary", {"rescore": -1}, 10)

@@ -116,7 +116,7 @@ def test_reopen_in_a_new_process_gives_the_same_hits(built_index):
 
 
 def test_missing_index(tmp_path):
-    with pytest.raises(IndexNotFound, match="searchkit index CORPUS"):
+    with pytest.raises(IndexNotFound, match=r"\(manifest.json not found\); build one first"):
         Searcher.open(tmp_path)
 
 

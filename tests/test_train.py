@@ -89,8 +89,9 @@ def test_one_source_of_data_is_required(tmp_path: Path) -> None:
         load_training_data()
     with pytest.raises(InvalidParameter, match="one source"):
         load_training_data(pairs=tmp_path / "a", queries=tmp_path / "b", qrels=tmp_path / "c")
-    with pytest.raises(InvalidParameter, match="--eval-split needs --dataset"):
+    with pytest.raises(InvalidParameter, match="eval_split= needs dataset=") as err:
         load_training_data(pairs=tmp_path / "a", eval_split="test")
+    assert err.value.param == "eval_split"
 
 
 def test_heldout_split_is_seeded_and_disjoint() -> None:
@@ -200,7 +201,7 @@ def test_existing_output_is_refused_before_any_work(built_index: Path, tmp_path:
     from searchkit.training.embedder import train_embedder
 
     (tmp_path / "emb").mkdir()
-    with pytest.raises(IndexExists, match="--force"):
+    with pytest.raises(IndexExists, match="pass force=True"):
         train_embedder(built_index, [TrainQuery("q", "t", ["x"])], tmp_path / "emb")
     with pytest.raises(InvalidParameter, match="is the index being read"):
         train_embedder(built_index, [], tmp_path / "e2", reindex=built_index)

@@ -10,7 +10,7 @@ import pytest
 
 from searchkit import Document, Searcher, build_index
 from searchkit.errors import FilterError, IndexLocked, InvalidParameter
-from searchkit.ingest.writer import IndexWriter, read_ids
+from searchkit.ingest.writer import IndexWriter
 from searchkit.query.searcher import verify_index
 from tests.conftest import QUERIES, tiny_records, write_jsonl
 
@@ -175,14 +175,6 @@ def test_upsert_rejects_bad_documents_and_leaves_the_index(index):
         with pytest.raises(InvalidParameter, match="metadata is not JSON data"):
             w.upsert([Document("c", "text", "", {"x": {1, 2}})])
     assert json.loads((index / "manifest.json").read_text()) == before
-
-
-def test_read_ids(tmp_path):
-    f = tmp_path / "ids.txt"
-    f.write_text("x\n\n y \n")
-    assert read_ids("a, b,,", f) == ["a", "b", "x", "y"]
-    with pytest.raises(InvalidParameter, match="no ids given"):
-        read_ids(" , ", None)
 
 
 def test_search_after_deleting_everything_returns_nothing(index):

@@ -80,21 +80,21 @@ def _cached(key: str, user_dict: Path | None) -> Analyzer:
         raise IncompatibleIndex(
             f"the index was built with analyzer {config['name']!r} version "
             f"{config.get('version')!r}, but this searchkit has version {cls.version}; "
-            "rebuild the index with: searchkit index CORPUS --force"
+            "rebuild the index"
         )
     sha = config.get("user_dict_sha256")
     if sha:
         if user_dict is None or not user_dict.is_file():
             raise IncompatibleIndex(
                 f"the index's analyzer uses a user dictionary, but {user_dict} is missing; "
-                "rebuild the index with: searchkit index CORPUS --user-dict FILE --force"
+                "rebuild the index with its user dictionary"
             )
         options["user_dict"] = user_dict
     analyzer = cls(**options)
     if sha and analyzer.config().get("user_dict_sha256") != sha:
         raise IncompatibleIndex(
             f"{user_dict}: the user dictionary differs from the one the index was built with; "
-            "rebuild the index with: searchkit index CORPUS --user-dict FILE --force"
+            "rebuild the index with this one"
         )
     return analyzer
 

@@ -117,7 +117,8 @@ def _binary_index(dim: int, kind: str, params: dict[str, Any]) -> Any:
     if dim % 8:
         raise InvalidParameter(
             f"binary vectors pack 8 dimensions a byte, so the dimension must be a multiple of "
-            f"8, got {dim}; choose --kind sq8 or flat"
+            f'8, got {dim}; choose kind="sq8" or kind="flat"',
+            param="kind",
         )
     if kind == "binary":
         return faiss.IndexBinaryFlat(dim)

@@ -53,7 +53,8 @@ def ray_session(address: str | None) -> Iterator[None]:
     except (ConnectionError, ValueError, RuntimeError) as err:
         raise InvalidParameter(
             f"cannot connect to the Ray cluster at {address!r} ({last_line(err)}); start one "
-            "with: ray start --head, or pass --ray local"
+            'with: ray start --head, or pass address="local"',
+            param="address",
         ) from None
     try:
         yield

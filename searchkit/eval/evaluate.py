@@ -59,7 +59,9 @@ def ensure_index(data: EvalSet, out: str | Path | None = None, **build: Any) -> 
     out = Path(out) if out is not None else INDEX_ROOT / data.name
     if (out / MANIFEST).exists() and not build.get("force"):
         if Manifest.read(out).corpus.sha256 != corpus_sha256(data.corpus):
-            raise IndexExists(f"{out} holds an index of another corpus; pass --force to rebuild it")
+            raise IndexExists(
+                f"{out} holds an index of another corpus; pass force=True to rebuild it"
+            )
         return out
     return build_index(data.corpus, out, encoding=data.encoding, **build).path
 
@@ -85,11 +87,11 @@ def prepare(
     elif queries is not None and qrels is not None:
         data = load_eval_set(queries, qrels, encoding=encoding)
     else:
-        raise InvalidParameter("give --dataset DIR, or INDEX with --queries FILE and --qrels FILE")
+        raise InvalidParameter("give dataset=, or index= with queries= and qrels=")
     if index is not None:
         return Path(index), data
     if data.corpus is None:
-        raise InvalidParameter("give the INDEX to evaluate these queries on")
+        raise InvalidParameter("give the index= to evaluate these queries on", param="index")
     return ensure_index(data, **build), data
 
 

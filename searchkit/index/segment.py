@@ -242,7 +242,7 @@ class Segment:
         b = self._backend
         path = self._files["index"]
         try:
-            return get_backend(b["name"]).load(path, self._dim, b["kind"], b["params"])
+            return get_backend(b.name).load(path, self._dim, b.kind, dict(b.params))
         except (RuntimeError, OSError) as err:  # FAISS and hnswlib raise RuntimeError
             raise CorruptIndex(f"{path}: cannot read the vector index ({err})") from None
 

@@ -40,11 +40,14 @@ class ChunkConfig:
 
     def __post_init__(self) -> None:
         if self.tokens < 8:
-            raise InvalidParameter(f"--chunk-tokens must be at least 8, got {self.tokens}")
+            raise InvalidParameter(
+                f"chunk_tokens={self.tokens} is too few: at least 8", param="chunk_tokens"
+            )
         if not 0 <= self.overlap <= self.tokens // 2:
             raise InvalidParameter(
-                f"--chunk-overlap must be between 0 and half of --chunk-tokens "
-                f"({self.tokens // 2}), got {self.overlap}"
+                f"chunk_overlap={self.overlap} is out of range: from 0 to half of chunk_tokens="
+                f"{self.tokens} ({self.tokens // 2})",
+                param="chunk_overlap",
             )
 
     def section(self) -> ChunkingSection:
@@ -60,8 +63,9 @@ def chunk_config(
     tokens = window if tokens is None else tokens
     if tokens > window:
         raise InvalidParameter(
-            f"--chunk-tokens {tokens} is more than the encoder reads ({window} tokens of text); "
-            f"pass at most {window}"
+            f"chunk_tokens={tokens} is more than the encoder reads ({window} tokens of text); "
+            f"pass at most {window}",
+            param="chunk_tokens",
         )
     return ChunkConfig(tokens, DEFAULT_OVERLAP if overlap is None else overlap, enabled)
 
@@ -78,7 +82,8 @@ class Chunker:
         if config.enabled and not getattr(tokenizer, "is_fast", False):
             raise InvalidParameter(
                 "chunking needs a fast (Rust) tokenizer with character offsets; "
-                "index with --no-chunk for this model"
+                "index with chunk=False for this model",
+                param="chunk",
             )
         self.tokenizer = tokenizer
         self.config = config

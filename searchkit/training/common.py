@@ -66,7 +66,7 @@ def staging_folder(out: Path, force: bool) -> Path:
         IndexExists: ``out`` exists and ``force`` is not set.
     """
     if out.exists() and not force:
-        raise IndexExists(f"{out} exists; pass --force to replace it, or choose another --out")
+        raise IndexExists(f"{out} exists; pass force=True to replace it, or choose another out=")
     staging = out.with_name(f".{out.name}.training")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

@@ -132,11 +132,12 @@ def load_training_data(
     given = [dataset is not None, queries is not None or qrels is not None, pairs is not None]
     if sum(given) != 1 or (given[1] and (queries is None or qrels is None)):
         raise InvalidParameter(
-            "give one source of relevance data: --dataset DIR, --queries FILE with --qrels FILE, "
-            "or --pairs FILE"
+            "give one source of relevance data: dataset=, queries= with qrels=, or pairs="
         )
     if eval_split is not None and dataset is None:
-        raise InvalidParameter("--eval-split needs --dataset (use --heldout otherwise)")
+        raise InvalidParameter(
+            "eval_split= needs dataset= (use heldout= otherwise)", param="eval_split"
+        )
     if dataset is not None:
         held = load_beir_queries(dataset, eval_split) if eval_split else None
         return load_beir_queries(dataset, split), held

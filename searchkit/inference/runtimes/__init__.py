@@ -115,7 +115,7 @@ def require(spec: Runtime) -> None:
     if missing := spec.missing:
         raise RuntimeUnavailable(
             f"the {spec} runtime needs {', '.join(missing)}, which is not installed: "
-            f"pip install 'searchkit[{spec.name}]' (or choose --runtime torch)"
+            f"pip install 'searchkit[{spec.name}]' (or choose the torch runtime)"
         )
 
 
