@@ -61,7 +61,8 @@ class SearchkitRetriever(BaseRetriever):
         searcher: an open ``Searcher`` (or use ``from_path``).
         k: documents per query.
         where: a metadata filter, e.g. ``'year >= 2020'`` (see ``searchkit.query.filters``).
-        options: the ``SearchOptions`` of each search (mode, rerank, candidates, ...).
+        options: the ``SearchOptions`` of each search (mode, rerank, candidates, ...;
+            default: the searcher's).
 
     Example::
 
@@ -74,7 +75,7 @@ class SearchkitRetriever(BaseRetriever):
     searcher: Searcher
     k: int = 4
     where: Where | None = None
-    options: SearchOptions = SearchOptions()
+    options: SearchOptions | None = None
 
     @classmethod
     def from_path(

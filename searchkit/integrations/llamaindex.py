@@ -47,7 +47,8 @@ class SearchkitRetriever(BaseRetriever):
         searcher: an open ``Searcher`` (or use ``from_path``).
         k: nodes per query.
         where: a metadata filter, e.g. ``'year >= 2020'`` (see ``searchkit.query.filters``).
-        options: the ``SearchOptions`` of each search (mode, rerank, candidates, ...).
+        options: the ``SearchOptions`` of each search (mode, rerank, candidates, ...;
+            default: the searcher's).
         **kwargs: ``BaseRetriever``'s own (``callback_manager``, ``verbose``, ...).
 
     Example::
@@ -67,7 +68,7 @@ class SearchkitRetriever(BaseRetriever):
     ) -> None:
         super().__init__(**kwargs)
         self.searcher, self.k, self.where = searcher, k, where
-        self.options = options or SearchOptions()
+        self.options = options
 
     @classmethod
     def from_path(
