@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from searchkit import Searcher
 from searchkit.inference.catalog import default_encoder
 from tests.conftest import REPO
 from tests.test_server import Server
@@ -44,10 +45,12 @@ def jsonl_bytes(records: list[dict], encoding: str) -> bytes:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode(encoding)
 
 
-def searchkit(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def searchkit(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = REPO
+) -> subprocess.CompletedProcess:
     """The CLI in a subprocess; stdout as bytes, to check their encoding."""
     return subprocess.run(
-        [sys.executable, "-m", "searchkit", *args], cwd=REPO, capture_output=True,
+        [sys.executable, "-m", "searchkit", *args], cwd=cwd, capture_output=True,
         env={**os.environ, "COLUMNS": "200", **(env or {})},
     )  # fmt: skip
 
@@ -140,28 +143,45 @@ def test_server_answers_chinese_json(zh_server):
     assert (hit["id"], hit["title"], hit["text"]) == (doc["id"], doc["title"], doc["text"])
 
 
-def test_add_and_eval_read_other_encodings(zh_index, tmp_path):
+def test_add_reads_another_encoding(zh_index, tmp_path):
     index = Path(shutil.copytree(zh_index, tmp_path / "index"))
     big5 = tmp_path / "big5.jsonl"
-    big5.write_bytes(jsonl_bytes([{"_id": "taipei", "text": "臺北的夜市小吃很多。"}], "big5"))
+    doc = {"_id": "taipei", "title": "夜市", "text": "臺北的夜市小吃很多。"}
+    big5.write_bytes(jsonl_bytes([doc], "big5"))
     wrong = searchkit("add", str(index), str(big5), "--no-progress")
     assert wrong.returncode == 1
-    assert b"big5.jsonl:1: not UTF-8 text" in wrong.stderr
+    assert b"big5.jsonl:1: not UTF-8 text (invalid start byte) (try --encoding big5)" in (
+        wrong.stderr
+    )
     done = searchkit("add", str(index), str(big5), "--encoding", "big5", "--no-progress")
     assert done.returncode == 0, done.stderr.decode()
-    queries = tmp_path / "queries.jsonl"
-    lines = [{"_id": "q1", "text": "北京地铁一号线"}, {"_id": "q2", "text": "臺北夜市"}]
-    queries.write_bytes(jsonl_bytes([*lines, {"_id": "dev1", "text": ""}], "gb18030"))
-    qrels = tmp_path / "test.tsv"
-    qrels.write_bytes(b"query-id\tcorpus-id\tscore\nq1\tsubway\t1\nq2\ttaipei\t1\n")
-    args = ["eval", str(index), "--queries", str(queries), "--qrels", str(qrels), "--no-rerank"]
-    wrong = searchkit(*args, "--no-progress")
+    hit = Searcher.open(index).search(doc["text"], k=1, rerank=False)[0]
+    assert (hit.id, hit.title, hit.text) == (doc["_id"], doc["title"], doc["text"])
+
+
+def test_eval_reads_a_dataset_in_gb18030(tmp_path, reranker_path):
+    dataset = tmp_path / "zhset"
+    (dataset / "qrels").mkdir(parents=True)
+    corpus = [{"_id": i, "title": t, "text": x} for i, t, x in ZH_DOCS]
+    (dataset / "corpus.jsonl").write_bytes(jsonl_bytes(corpus, "gb18030"))
+    queries = [
+        {"_id": "q1", "text": "北京地铁一号线"},
+        {"_id": "q2", "text": "过年吃饺子"},
+        {"_id": "dev1", "text": ""},  # a query of another split, empty
+    ]
+    (dataset / "queries.jsonl").write_bytes(jsonl_bytes(queries, "gb18030"))
+    (dataset / "qrels" / "test.tsv").write_text("q1\tsubway\t1\nq2\tdumpling\t1\n")
+    args = ["eval", "--dataset", "zhset", "--no-rerank", "--no-progress"]
+    wrong = searchkit(*args, cwd=tmp_path)
     assert wrong.returncode == 1
     assert b"queries.jsonl:1: not UTF-8 text (invalid start byte) (try --encoding gb18030)" in (
         wrong.stderr
     )
-    done = searchkit(*args, "--no-progress", "--encoding", "gb18030")
+    build = ["--model", MODEL, "--reranker", str(reranker_path)]
+    done = searchkit(*args, *build, "--encoding", "gb18030", cwd=tmp_path)
     assert done.returncode == 0, done.stderr.decode()
     assert "nDCG@10" in done.stdout.decode()
     # the empty query of another split is a warning naming its line, not a stop
-    assert f"warning: {queries}:3: field 'text' is empty; skipped".encode() in done.stderr
+    assert b"warning: zhset/queries.jsonl:3: field 'text' is empty; skipped" in done.stderr
+    manifest = json.loads((tmp_path / "indexes" / "zhset" / "manifest.json").read_text())
+    assert manifest["documents"] == len(ZH_DOCS)
