@@ -31,6 +31,7 @@ from searchkit.errors import (
 from searchkit.index.manifest import Manifest
 from searchkit.ingest.build import BuildReport, build_index
 from searchkit.ingest.corpus import CorpusReader
+from searchkit.ingest.readers import CorpusSource, read_corpus
 from searchkit.ingest.writer import CommitReport, IndexWriter
 from searchkit.models import Document, Hit, Hits, Passage
 from searchkit.options import SearchOptions
@@ -41,6 +42,7 @@ __all__ = [
     "CommitReport",
     "CorpusError",
     "CorpusReader",
+    "CorpusSource",
     "CorruptIndex",
     "DatasetError",
     "FilterError",
@@ -63,5 +65,6 @@ __all__ = [
     "UnknownBackend",
     "__version__",
     "build_index",
+    "read_corpus",
     "verify_index",
 ]

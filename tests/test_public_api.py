@@ -6,7 +6,8 @@ import searchkit
 def test_public_names_are_pinned():
     assert sorted(searchkit.__all__) == sorted(
         [
-            "BuildReport", "CommitReport", "CorpusError", "CorpusReader", "CorruptIndex",
+            "BuildReport", "CommitReport", "CorpusError", "CorpusReader", "CorpusSource",
+            "CorruptIndex", "read_corpus",
             "DatasetError", "Document", "FilterError", "Hit", "Hits", "IncompatibleIndex",
             "IndexExists", "IndexLocked", "IndexNotFound", "IndexWriter", "InvalidParameter",
             "Manifest", "ModelUnavailable", "Passage", "RerankerUnavailableWarning",
