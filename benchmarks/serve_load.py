@@ -10,6 +10,13 @@ same index and models in-process, ``Searcher.search`` one query at a time (and `
 of 32 for the retrieval throughput ceiling), in a child process, before and after the loads
 (the faster of the two is used). Every load is bounded in time (``--seconds``) and in count
 (``--max-requests``).
+
+``--backpressure QUEUED,DEADLINE``: instead of batch windows, two servers: ``unbounded`` (no
+queue bound, no deadline: every request waits its turn, as before back-pressure) and
+``bounded`` (``--max-queued QUEUED --deadline-seconds DEADLINE``), at each concurrency, rerank
+on and off: the share of requests answered 503, p50 and p99 of the answered ones and of all,
+and the p99 against the unbounded server's in the same run (written to
+``serve_load_backpressure.json``). The users honour ``Retry-After``, as a client should.
 """
 
 from __future__ import annotations
@@ -40,10 +47,30 @@ import itertools, json, os
 import gevent
 from locust import FastHttpUser, constant, task
 
+from locust import events
+
 QUERIES = json.loads(open(os.environ["SK_QUERIES"]).read())
 OPTIONS = json.loads(os.environ["SK_OPTIONS"])
 MAX = int(os.environ["SK_MAX_REQUESTS"])
 COUNT = itertools.count()
+SEEN = {"ok_ms": [], "all_ms": [], "busy": 0, "failed": 0}
+
+
+@events.request.add_listener
+def seen(response_time, exception, response, **kwargs):
+    SEEN["all_ms"].append(response_time)
+    if response is not None and response.status_code == 503:
+        SEEN["busy"] += 1
+    elif exception is not None:
+        SEEN["failed"] += 1
+    else:
+        SEEN["ok_ms"].append(response_time)
+
+
+@events.quitting.add_listener
+def write(environment, **kwargs):
+    with open(os.environ["SK_OUT"], "w") as out:
+        json.dump(SEEN, out)
 
 
 class Client(FastHttpUser):
@@ -62,6 +89,8 @@ class Client(FastHttpUser):
         with self.client.post("/search", json=body, catch_response=True) as response:
             if response.status_code != 200:
                 response.failure(f"{response.status_code}: {response.text[:200]}")
+        if response.status_code == 503:  # a client that honours Retry-After waits, then retries
+            gevent.sleep(float(response.headers.get("retry-after") or 1))
 """
 
 
@@ -84,7 +113,11 @@ def main() -> None:
     add("--baseline-queries", type=int, default=100, help="in-process queries (retrieval)")
     add("--rerank-baseline-queries", type=int, default=10, help="in-process queries (rerank)")
     add("--no-rerank-rows", action="store_true", help="skip the rerank loads")
+    add("--backpressure", type=float_list, default=None, metavar="QUEUED,DEADLINE",
+        help="compare a bounded server (--max-queued, --deadline-seconds) with an unbounded "
+        "one instead of batch windows, e.g. 8,1")  # fmt: skip
     args, header = common.start(parser, NAME)
+    name = NAME if args.backpressure is None else f"{NAME}_backpressure"
 
     data = benchdata.load_dataset(args.dataset, args.split, args.limit)
     index = args.index
@@ -96,11 +129,12 @@ def main() -> None:
     loads = []
     reranks = (False,) if args.no_rerank_rows else (False, True)
     rows = [(rerank, users) for rerank in reranks for users in args.concurrency]
-    with _servers(index, args) as urls:  # one per window, all up, loaded in turn (ABBA)
+    profiles = _profiles(args)
+    with _servers(index, args, profiles) as urls:  # all up, loaded in turn (ABBA)
         for n, (rerank, users) in enumerate(rows):
-            for window in args.windows if n % 2 == 0 else args.windows[::-1]:
-                loads.append(_load(urls[window], texts, users, rerank, window, args))
-    loads.sort(key=lambda r: (args.windows.index(r["window_ms"]), r["rerank"], r["users"]))
+            for label in list(profiles) if n % 2 == 0 else list(profiles)[::-1]:
+                loads.append(_load(urls[label], texts, users, rerank, label, args))
+    loads.sort(key=lambda r: (list(profiles).index(r["server"]), r["rerank"], r["users"]))
     common.note("baseline again, after the loads")
     after = common.in_child(_baseline, str(index), str(args.reranker), texts, vars(args))
     baseline = _best(before, after)
@@ -110,12 +144,16 @@ def main() -> None:
         "baseline": baseline,
         "baseline_runs": [before, after],
         "loads": [_with_ratios(row, baseline) for row in loads],
-        "batching": _verdict(loads, args),
         # the header has the load at the start: a busy machine skews every figure
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
-    tables = [_load_table(results, args), _baseline_table(baseline, args)]
-    common.report(NAME, args, header, tables, results)
+    if args.backpressure is None:
+        results["batching"] = _verdict(loads, args)
+        first = _load_table(results, args)
+    else:
+        results["loads"] = _against_unbounded(results["loads"])
+        first = _backpressure_table(results, args)
+    common.report(name, args, header, [first, _baseline_table(baseline, args)], results)
 
 
 def float_list(text: str) -> list[float]:
@@ -163,19 +201,30 @@ def _timed_queries(fn: Any, queries: list[str]) -> dict[str, Any]:
     return {"qps": len(queries) / (time.perf_counter() - started), **common.percentiles(seconds)}
 
 
+def _profiles(args: Any) -> dict[str, list[str]]:
+    """The servers compared, by label: one per batch window, or unbounded against bounded."""
+    if args.backpressure is None:
+        return {f"{w:g}": ["--batch-window-ms", str(w)] for w in args.windows}
+    queued, deadline = args.backpressure
+    return {
+        "unbounded": ["--max-queued", "1000000", "--deadline-seconds", "3600"],
+        "bounded": ["--max-queued", f"{queued:g}", "--deadline-seconds", f"{deadline:g}"],
+    }
+
+
 @contextmanager
-def _servers(index: Path, args: Any) -> Iterator[dict[float, str]]:
-    """``searchkit serve`` per batch window, started together; their URLs once all are ready;
+def _servers(index: Path, args: Any, profiles: dict[str, list[str]]) -> Iterator[dict[str, str]]:
+    """``searchkit serve`` per profile, started together; their URLs once all are ready;
     SIGTERM at the end."""
     procs: list[subprocess.Popen] = []
-    urls: dict[float, str] = {}
+    urls: dict[str, str] = {}
     try:
-        for window in args.windows:
-            url, proc, log = _start(index, args, window)
+        for label, flags in profiles.items():
+            url, proc, log = _start(index, args, label, flags)
             procs.append(proc)
-            urls[window] = url
-        for (window, url), proc in zip(urls.items(), procs, strict=True):
-            _wait_ready(url, proc, benchdata.workdir() / f"server-{window}.log")
+            urls[label] = url
+        for (label, url), proc in zip(urls.items(), procs, strict=True):
+            _wait_ready(url, proc, benchdata.workdir() / f"server-{label}.log")
         yield urls
     finally:
         for proc in procs:
@@ -188,16 +237,18 @@ def _servers(index: Path, args: Any) -> Iterator[dict[float, str]]:
                 proc.wait()
 
 
-def _start(index: Path, args: Any, window: float) -> tuple[str, subprocess.Popen, Path]:
+def _start(
+    index: Path, args: Any, label: str, flags: list[str]
+) -> tuple[str, subprocess.Popen, Path]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     command = [
         sys.executable, "-m", "searchkit", "serve", str(index), "--port", str(port),
-        "--reranker", str(args.reranker), "--batch-window-ms", str(window),
+        "--reranker", str(args.reranker), *flags,
         "--no-access-log", "--log-level", "warning", "--refresh-seconds", "0",
     ]  # fmt: skip
-    log = benchdata.workdir() / f"server-{window}.log"
+    log = benchdata.workdir() / f"server-{label}.log"
     env = dict(os.environ)
     if args.threads:  # torch, faiss and BLAS read these when they start
         env.update({v: str(args.threads) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")})
@@ -230,7 +281,7 @@ def _get(url: str) -> Any:
 
 
 def _load(
-    url: str, texts: list[str], users: int, rerank: bool, window: float, args: Any
+    url: str, texts: list[str], users: int, rerank: bool, label: str, args: Any
 ) -> dict[str, Any]:
     """One locust run: ``users`` clients for at most the time and count bounds."""
     work = benchdata.workdir()
@@ -238,11 +289,12 @@ def _load(
     locustfile.write_text(LOCUSTFILE)
     queries = work / "queries.json"
     queries.write_text(json.dumps(texts))
-    tag = f"w{window:g}-{'rerank' if rerank else 'retrieve'}-c{users}"
+    tag = f"{label}-{'rerank' if rerank else 'retrieve'}-c{users}"
     options = {"k": args.k, "rerank": rerank, "candidates": args.candidates}
     seconds = args.rerank_seconds if rerank else args.seconds
     env = {**os.environ, "SK_QUERIES": str(queries), "SK_OPTIONS": json.dumps(options),
-           "SK_MAX_REQUESTS": str(args.max_requests)}  # fmt: skip
+           "SK_MAX_REQUESTS": str(args.max_requests),
+           "SK_OUT": str(work / f"{tag}.seen")}  # fmt: skip
     command = [
         sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "--host", url,
         "-u", str(users), "-r", str(users), "-t", f"{seconds:g}s", "--reset-stats",
@@ -262,10 +314,69 @@ def _load(
     # Little's law for a closed loop without think time: throughput = users / mean latency.
     # Locust's own rate (qps_window) is unreliable when a load completes only a wave or two.
     qps = users / (stats["mean_ms"] / 1000) if stats["mean_ms"] else 0.0
+    window = float(label) if args.backpressure is None else None
     return {
-        "window_ms": window, "rerank": rerank, "users": users, "qps": qps, **stats,
+        "server": label, "window_ms": window, "rerank": rerank, "users": users, "qps": qps,
+        **stats, **_outcomes(json.loads((work / f"{tag}.seen").read_text())),
         "mean_batch": batched / batches if batches else None,
     }  # fmt: skip
+
+
+def _outcomes(seen: dict[str, Any]) -> dict[str, Any]:
+    """The share answered 503, and latency percentiles of the answered requests and of all
+    (from every request's own time, not locust's rounded histogram)."""
+    ok, every = seen["ok_ms"], seen["all_ms"]
+    return {
+        "busy_503": seen["busy"],
+        "busy_share": seen["busy"] / len(every) if every else 0.0,
+        "answered": len(ok),
+        **{f"ok_{k}_ms": v for k, v in _quantiles(ok).items()},
+        **{f"all_{k}_ms": v for k, v in _quantiles(every).items()},
+    }
+
+
+def _quantiles(ms: list[float]) -> dict[str, float | None]:
+    ordered = sorted(ms)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None  # noqa: E731
+    return {"p50": pick(0.50), "p99": pick(0.99)}
+
+
+def _against_unbounded(loads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each row with its p99s against the unbounded server's at the same load."""
+    unbounded = {(r["rerank"], r["users"]): r for r in loads if r["server"] == "unbounded"}
+    out = []
+    for row in loads:
+        base = unbounded[(row["rerank"], row["users"])]
+        out.append({
+            **row,
+            "ok_p99_vs_unbounded": common.ratio(row["ok_p99_ms"], base["ok_p99_ms"]),
+            "all_p99_vs_unbounded": common.ratio(row["all_p99_ms"], base["all_p99_ms"]),
+        })  # fmt: skip
+    return out
+
+
+def _backpressure_table(results: dict[str, Any], args: Any) -> common.Table:
+    queued, deadline = args.backpressure
+    table = common.Table(
+        f"Back-pressure: searchkit serve under locust on {results['documents']:,} documents, "
+        f"k={args.k}; bounded = --max-queued {queued:g} --deadline-seconds {deadline:g}",
+        ["server", "rerank", "users", "requests", "503 share", "answered qps", "p50 ms (ok)",
+         "p99 ms (ok)", "p99 ms (all)", "p99 ok / unbounded"],
+        note="Closed loop: each user sends its next request when the last one is answered, "
+        "and waits Retry-After seconds after a 503. answered qps: answered requests / load "
+        "seconds. p50/p99 (ok): of the requests answered 200; (all): 503s included (they "
+        "answer at once). Ratios against the unbounded server at the same load, same run. "
+        "The load generator shares the machine's 2 cores with the server (and, here, with "
+        "other work: see the load average in the header).",
+    )  # fmt: skip
+    for r in results["loads"]:
+        answered_qps = r["answered"] / r["seconds"] if r["seconds"] else None
+        table.add(
+            r["server"], f"top {args.candidates}" if r["rerank"] else "no", r["users"],
+            r["requests"], r["busy_share"], answered_qps, r["ok_p50_ms"], r["ok_p99_ms"],
+            r["all_p99_ms"], r["ok_p99_vs_unbounded"],
+        )  # fmt: skip
+    return table
 
 
 def _summary(stats: list[dict[str, Any]]) -> dict[str, Any]:

@@ -14,6 +14,7 @@
     x RuntimeUnavailable  an inference runtime whose libraries are not installed
   x InvalidParameter      a bad option value (k, candidates, efSearch, ...)
     x FilterError         a malformed metadata filter or an unknown field
+  x Overloaded            the server's queue for that work is full (HTTP 503, Retry-After)
 """
 
 from __future__ import annotations
@@ -99,6 +100,18 @@ def _rebuild(cls: type[InvalidParameter], message: str, param: str | None) -> In
 
 class FilterError(InvalidParameter):
     """A metadata filter that cannot be parsed or names a field the index does not have."""
+
+
+class Overloaded(SearchkitError):
+    """Too much work of one kind is queued, or a request waited past its deadline; retry after
+    ``retry_after`` seconds."""
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def __reduce__(self) -> Any:
+        return type(self), (str(self),), {"retry_after": self.retry_after}
 
 
 class RerankerUnavailableWarning(UserWarning):

@@ -10,6 +10,7 @@ import pyarrow as pa
 from searchkit.errors import IncompatibleIndex, InvalidParameter
 from searchkit.index.manifest import Manifest
 from searchkit.options import SearchOptions
+from searchkit.query import timing
 from searchkit.query.filters import Filter, Where
 from searchkit.query.stage import Candidates, Fuse, QueryBatch
 from searchkit.query.view import View, merged_fields, open_view
@@ -100,7 +101,8 @@ class PlainIndex:
         if batch.terms is not None:
             lists.append(view.retrieve_lexical(batch.terms, first, allowed))
         scores, refs = lists[0] if len(lists) == 1 else fuse(lists, depth)
-        docs = view.fetch(refs)
+        with timing.stage("fetch"):
+            docs = view.fetch(refs)
         pools = [
             [
                 (int(r), float(s), rank)

@@ -1,75 +1,86 @@
 # ruff: noqa: I002 - FastAPI reads the endpoints' annotations at run time, and they name
 # request models built per app (the limits are the app's), which postponed annotations hide.
-"""``searchkit serve``: an HTTP API over one index (FastAPI on uvicorn).
+"""``searchkit serve``: an HTTP API over one index or a folder of them (FastAPI on uvicorn).
 
-Endpoints: ``POST /search``, ``POST /search/batch``, ``GET /info``, ``GET /health`` (liveness),
-``GET /ready`` (models loaded), ``POST /documents`` (upsert) and ``POST /documents/delete``; the
-spec is at ``/openapi.json``. Every error is ``{"detail": "..."}``: 422 for a request that breaks
-a limit or a rule (validation, ``InvalidParameter``, ``FilterError``), 413 for a body over the
-limit, 415 for a body that is not JSON, 409 when another writer holds the index, 503 when the
-models cannot load (requests wait while they load), 500 for a broken index. The work is done
-by ``searchkit.serve.service``.
+One index (``searchkit serve INDEX``): ``POST /search``, ``POST /search/batch``, ``GET /info``,
+``POST /documents`` (upsert) and ``POST /documents/delete``. A folder of indexes
+(``searchkit serve FOLDER``): ``GET /indexes`` and the same routes under ``/indexes/{name}``.
+Both: ``GET /health`` (liveness), ``GET /ready`` (models loaded), ``GET /metrics``
+(Prometheus), ``GET /`` (the search page); the spec is at ``/openapi.json``.
+
+With keys (:mod:`searchkit.serve.auth`) the search key reads (searches, info, the list) and the
+admin key does everything (writes, metrics); the page, ``/health`` and ``/ready`` stay open.
+Every error is ``{"detail": "..."}``: 401 without a right key, 403 for the search key on an
+admin route, 404 for an unknown index, 422 for a request that breaks a limit or a rule
+(validation, ``InvalidParameter``, ``FilterError``), 413 for a body over the limit, 415 for a
+body that is not JSON, 409 when another writer holds the index, 503 when the models cannot load
+(requests wait while they load) or the server is overloaded (with ``Retry-After``), 500 for a
+broken index. The work is done by ``searchkit.serve.service``.
 """
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from searchkit.errors import IndexLocked, InvalidParameter, ModelUnavailable, SearchkitError
+from searchkit.errors import (
+    IndexLocked,
+    IndexNotFound,
+    InvalidParameter,
+    ModelUnavailable,
+    Overloaded,
+    SearchkitError,
+)
 
 try:
     import uvicorn
-    from fastapi import FastAPI, HTTPException, Request
+    from fastapi import APIRouter, FastAPI, HTTPException, Request
     from fastapi.concurrency import run_in_threadpool
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from searchkit.serve.metrics import Metrics, RequestMetrics
+    from searchkit.serve.routes import (
+        TUNING,
+        auth_for,
+        index_routes,
+        list_route,
+        named,
+        process_routes,
+    )
 except ImportError as err:  # the optional extra
     raise SearchkitError(
         f"searchkit serve needs {err.name}: pip install 'searchkit[serve]'"
     ) from None
 
 from searchkit._version import __version__
-from searchkit.ingest.writer import CommitReport
-from searchkit.models import Document
-from searchkit.options import SearchOptions
-from searchkit.serve.schemas import (
-    BatchResult,
-    CommitResult,
-    Error,
-    Info,
-    Limits,
-    SearchResult,
-    Status,
-    request_models,
-)
-from searchkit.serve.service import ServerConfig, Service
+from searchkit.serve.auth import Denied, Keys
+from searchkit.serve.folder import Indexes
+from searchkit.serve.service import ServerConfig
+from searchkit.serve.shared import Shared
 
-STATUS = ((IndexLocked, 409), (InvalidParameter, 422), (ModelUnavailable, 503))
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": Error} for code in codes}
-
-
-READ_ERRORS = _errors(400, 413, 415, 422, 500, 503)  # 400: a body FastAPI cannot decode
-WRITE_ERRORS = _errors(400, 409, 413, 415, 422, 500, 503)
+STATUS = (
+    (IndexNotFound, 404), (IndexLocked, 409), (InvalidParameter, 422), (ModelUnavailable, 503),
+    (Overloaded, 503),
+)  # fmt: skip
 
 
 def create_app(
-    index_path: str | Path,
+    path: str | Path,
     *,
     config: ServerConfig | None = None,
+    keys: Keys | None = None,
+    folder: bool | None = None,
     reranker: str | None = None,
     verify: bool = True,
     query_runtime: str | None = None,
     reranker_runtime: str | None = None,
 ) -> FastAPI:
-    """The FastAPI app serving the index at ``index_path``.
+    """The FastAPI app serving the index at ``path``, or every index in the folder ``path``.
 
-    The index is opened and checked here, so a missing or broken one fails before serving; the
+    ``folder`` defaults to whether ``path`` is a folder without a ``manifest.json``. A single
+    index is opened and checked here, so a missing or broken one fails before serving; the
     models load in the background once the app starts (``GET /ready`` says when).
 
     Example::
@@ -77,96 +88,60 @@ def create_app(
         app = create_app("indexes/docs", config=ServerConfig(batch_window_ms=0))
         uvicorn.run(app, host="127.0.0.1", port=8000)
     """
-    config = config or ServerConfig()
-    service = Service(
-        index_path,
-        config,
-        reranker=reranker,
-        verify=verify,
-        query_runtime=query_runtime,
-        reranker_runtime=reranker_runtime,
-    )
-    models = request_models(config.limits, service.search_params)
-    SearchRequest, BatchRequest = models["SearchRequest"], models["BatchRequest"]
-    UpsertRequest, DeleteRequest = models["UpsertRequest"], models["DeleteRequest"]
+    path, config, keys = Path(path), config or ServerConfig(), keys or Keys()
+    if folder is None:
+        folder = path.is_dir() and not (path / "manifest.json").is_file()
+    metrics = Metrics(lambda: indexes.all())
+    shared = Shared(metrics, workers=config.workers, max_queued=config.max_queued)
+    indexes = Indexes(
+        path, config, shared, folder=folder, reranker=reranker, verify=verify,
+        query_runtime=query_runtime, reranker_runtime=reranker_runtime,
+    )  # fmt: skip
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service.start()
+        indexes.start()
         yield
-        await run_in_threadpool(service.stop)
+        await run_in_threadpool(indexes.stop)
+        shared.close()
 
     app = FastAPI(title="searchkit", version=__version__, lifespan=lifespan)
-    app.state.service = service
+    app.state.indexes = indexes
     app.add_middleware(BodyLimit, limit=config.limits.max_body_bytes)
-    _handle_errors(app, config.limits)
-
-    @app.post("/search", response_model=SearchResult, responses=READ_ERRORS)
-    def search(body: SearchRequest) -> dict[str, Any]:
-        """The top ``k`` hits of one query (micro-batched with concurrent ones)."""
-        k, where, options = _search_args(body, "query")
-        return service.result(service.search(body.query, k, where, options))
-
-    @app.post("/search/batch", response_model=BatchResult, responses=READ_ERRORS)
-    def search_batch(body: BatchRequest) -> dict[str, Any]:
-        """The hits of many queries with the same options, searched as one batch."""
-        found = service.search_batch(body.queries, *_search_args(body, "queries"))
-        return {"results": [service.result(hits) for hits in found]}
-
-    @app.get("/info", response_model=Info)
-    def info() -> dict[str, Any]:
-        """The index version searched, live and deleted counts, manifest, limits, batching."""
-        return service.info()
-
-    @app.get("/health", response_model=Status)
-    def health() -> dict[str, str]:
-        """Liveness: the process answers."""
-        return {"status": "ok"}
-
-    @app.get("/ready", response_model=Status, responses=_errors(503))
-    def ready() -> dict[str, str]:
-        """Readiness: the index is open and the models are loaded (503 until then)."""
-        if not service.ready.is_set():
-            raise HTTPException(503, "the models are still loading")
-        service.wait_ready()  # raises if they failed to load
-        return {"status": "ready"}
-
-    @app.post("/documents", response_model=CommitResult, responses=WRITE_ERRORS)
-    def upsert(body: UpsertRequest) -> dict[str, Any]:
-        """Add new ids, replace changed documents, skip unchanged ones: one atomic commit."""
-        docs = [Document(d.id, d.text, d.title, d.metadata) for d in body.documents]
-        return _commit(service.write(lambda writer: writer.upsert(docs)))
-
-    @app.post("/documents/delete", response_model=CommitResult, responses=WRITE_ERRORS)
-    def delete(body: DeleteRequest) -> dict[str, Any]:
-        """Delete documents by id (ids the index lacks are listed in ``missing``): one commit."""
-        return _commit(service.write(lambda writer: writer.delete(body.ids)))
-
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    _handle_errors(app)
+    auth = auth_for(keys)
+    if folder:
+        router = APIRouter(prefix="/indexes/{name}")
+        index_routes(router, named(indexes), config.limits, TUNING, auth)
+        app.include_router(router)
+        list_route(app, indexes, auth)
+    else:
+        service = indexes.only()
+        index_routes(app, lambda: lambda: service, config.limits, service.search_params, auth)
+    process_routes(app, indexes, metrics, auth)
     return app
 
 
-def _commit(report: CommitReport) -> dict[str, Any]:
-    return {**asdict(report), "path": str(report.path), "missing": list(report.missing)}
-
-
-def _search_args(body: Any, queries: str) -> tuple[int, Any, SearchOptions]:
-    """A search request's k, filter and ``SearchOptions``."""
-    options = body.model_dump(exclude={queries, "k", "where"})
-    return body.k, body.where, SearchOptions(**options)
-
-
-def _handle_errors(app: FastAPI, limits: Limits) -> None:
+def _handle_errors(app: FastAPI) -> None:
     """Every error as ``{"detail": message}``, with a status that says whose fault it is."""
 
     @app.exception_handler(SearchkitError)
     async def searchkit_error(request: Request, err: SearchkitError) -> JSONResponse:
         status = next((code for kind, code in STATUS if isinstance(err, kind)), 500)
-        return JSONResponse({"detail": str(err)}, status_code=status)
+        headers = {"Retry-After": str(err.retry_after)} if isinstance(err, Overloaded) else None
+        return JSONResponse({"detail": str(err)}, status_code=status, headers=headers)
+
+    @app.exception_handler(Denied)
+    async def denied(request: Request, err: Denied) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
+        return JSONResponse({"detail": str(err)}, status_code=err.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
         kind = request.headers.get("content-type", "")
-        if "json" not in kind.split(";")[0]:
+        of_body = any(e["loc"][:1] == ("body",) for e in err.errors())
+        if of_body and "json" not in kind.split(";")[0]:
             detail = f"send the body as JSON with Content-Type: application/json, not {kind!r}"
             return JSONResponse({"detail": detail}, status_code=415)
         return JSONResponse({"detail": _describe(err.errors())}, status_code=422)

@@ -24,7 +24,7 @@ T = TypeVar("T")
 RunBatch = Callable[[Hashable, Sequence[str]], Sequence[T]]
 
 
-@dataclass
+@dataclass(eq=False)  # an item is itself: `in` and `remove` go by identity
 class _Item(Generic[T]):
     key: Hashable
     query: str
@@ -76,13 +76,26 @@ class MicroBatcher(Generic[T]):
 
     def submit(self, query: str, key: Hashable) -> T:
         """The result of ``query`` run with options ``key``; blocks until its batch ran."""
+        return self.enqueue(query, key)[0].result()
+
+    def enqueue(self, query: str, key: Hashable) -> tuple[Future[T], Callable[[], bool]]:
+        """Queue ``query``: its future, and a function that takes it back out of the queue
+        (True) unless its batch has started (False)."""
         item: _Item[T] = _Item(key, query)
         with self._cond:
             if self._closed:
                 raise RuntimeError("the batcher is closed")
             self._queue.append(item)
             self._cond.notify_all()
-        return item.future.result()
+
+        def cancel() -> bool:
+            with self._cond:
+                if item not in self._queue:
+                    return False
+                self._queue.remove(item)
+                return True
+
+        return item.future, cancel
 
     def close(self) -> None:
         """Finish every queued query, then stop the workers."""

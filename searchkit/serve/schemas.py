@@ -43,6 +43,7 @@ class SearchResult(BaseModel):
     candidates: int
     truncated: int
     early_exit: bool = False
+    degraded: bool = False  # asked to rerank, answered in retrieval order: the reranker was busy
     hits: list[Hit]
 
 
@@ -73,6 +74,7 @@ class CommitResult(BaseModel):
 class Info(BaseModel):
     """``GET /info``: the index version the server searches, its counts and the limits."""
 
+    name: str
     index: str
     searchkit_version: str
     version: int
@@ -85,6 +87,20 @@ class Info(BaseModel):
     manifest: dict[str, Any]
 
 
+class IndexSummary(BaseModel):
+    """One index of ``GET /indexes``."""
+
+    name: str
+    documents: int
+    deleted: int
+    version: int
+    ready: bool
+
+
+class IndexList(BaseModel):
+    indexes: list[IndexSummary]
+
+
 class Status(BaseModel):
     status: str
 
@@ -93,6 +109,13 @@ class Error(BaseModel):
     """Every 4xx and 5xx answer: what went wrong and what to do."""
 
     detail: str
+
+
+DEGRADE_HELP = (
+    "when the reranker is saturated, answer in retrieval order (degraded: true) instead of 503"
+)
+# request fields that are not SearchOptions
+SERVER_FIELDS = ("k", "where", "degrade")
 
 
 class Strict(BaseModel):
@@ -147,6 +170,7 @@ def request_models(
     options: dict[str, Any] = {
         "k": (int, Field(DEFAULT_K, ge=1, le=limits.max_k, description="hits to return")),
         "where": (where, None),
+        "degrade": (bool, Field(False, description=DEGRADE_HELP)),
         **option_fields(limits, offered),
     }
     document = create_model(

@@ -1,11 +1,14 @@
-"""What ``searchkit serve`` serves, without the HTTP: one Searcher, micro-batching and writes.
+"""What ``searchkit serve`` serves of one index, without the HTTP: its Searcher, micro-batching
+and writes.
 
-The models load once per process, in the background (:meth:`Service.start`); requests wait for
-them. Single queries without rerank go through a :class:`~searchkit.serve.batching.MicroBatcher`
-when the batch window is above 0. Writes open an ``IndexWriter`` per request (so ``searchkit add``
-from a shell still works between them), reuse the loaded bi-encoder, and refresh the searcher
-afterwards, so what was written is searchable at once; commits of other writers are picked up
-every few seconds.
+The models load once per process, in the background (:meth:`Service.start`), shared with the
+other indexes that use them (:class:`~searchkit.serve.shared.Shared`); requests wait for them.
+Searches run on the shared lanes of work (bounded queues with a deadline:
+:mod:`searchkit.serve.admission`). Single queries without rerank go through a
+:class:`~searchkit.serve.batching.MicroBatcher` when the batch window is above 0. Writes open
+an ``IndexWriter`` per request (so ``searchkit add`` from a shell still works between them),
+reuse the loaded bi-encoder, and refresh the searcher afterwards, so what was written is
+searchable at once; commits of other writers are picked up every few seconds.
 """
 
 from __future__ import annotations
@@ -13,25 +16,26 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from searchkit._version import __version__
 from searchkit.backends.base import SEARCH_PARAMS
-from searchkit.errors import IndexLocked, ModelUnavailable, SearchkitError
+from searchkit.errors import IndexLocked, ModelUnavailable, Overloaded, SearchkitError
 from searchkit.ingest.writer import CommitReport, IndexWriter
 from searchkit.models import Hits
 from searchkit.options import HYBRID_OPTIONS, SearchOptions
+from searchkit.query import timing
 from searchkit.query.filters import Where
 from searchkit.query.searcher import Searcher
 from searchkit.serve.batching import MicroBatcher
 from searchkit.serve.schemas import Limits
+from searchkit.serve.shared import Shared
 
 log = logging.getLogger("searchkit.serve.app")
-T = TypeVar("T")
 
 # Measured by benchmarks/serve_load.py (see benchmarks/README.md).
 DEFAULT_BATCH_WINDOW_MS = 5.0
@@ -58,9 +62,11 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     batch_window_ms: float = DEFAULT_BATCH_WINDOW_MS  # 0: no micro-batching
     max_batch: int = 32  # queries per micro-batch
-    workers: int = 2  # threads that run the models (a batch or one query each) at the same time
+    workers: int = 2  # threads per kind of work that run the models (a batch or one query each)
     refresh_seconds: float = 2.0  # how often to look for commits of other writers (0: never)
     ready_timeout: float = 120.0  # how long a request waits for the models to load
+    max_queued: int = 64  # searches of one kind (rerank or not) admitted at once; more get 503
+    deadline_seconds: float = 5.0  # a search not started by then gets 503 (or is degraded)
 
     @classmethod
     def from_options(cls, **options: Any) -> ServerConfig:
@@ -81,7 +87,9 @@ class Service:
 
     Args:
         path: the index folder (opened and checked here: a bad index fails at once).
-        config: limits, batching and refresh settings.
+        config: limits, batching, back-pressure and refresh settings.
+        shared: the lanes, models and metrics of the server process.
+        name: the index's name in metrics and ``/indexes`` (default: the folder's name).
         reranker: CrossEncoder to use instead of the index's.
         verify: check file checksums when opening (and refreshing) the index.
         query_runtime, reranker_runtime: as for ``Searcher``.
@@ -90,15 +98,19 @@ class Service:
     def __init__(
         self,
         path: str | Path,
-        config: ServerConfig | None = None,
+        config: ServerConfig,
+        shared: Shared,
         *,
+        name: str | None = None,
         reranker: str | None = None,
         verify: bool = True,
         query_runtime: str | None = None,
         reranker_runtime: str | None = None,
     ) -> None:
         self.path = Path(path)
-        self.config = config or ServerConfig()
+        self.name = name or self.path.name
+        self.config = config
+        self.shared = shared
         self.searcher = Searcher.open(
             self.path,
             reranker=reranker,
@@ -106,8 +118,9 @@ class Service:
             query_runtime=query_runtime,
             reranker_runtime=reranker_runtime,
         )
+        self.searcher.encoder = shared.model(self.searcher.encoder)
+        self.searcher.reranker = shared.model(self.searcher.reranker)
         self.batcher: MicroBatcher[Hits] | None = None
-        self._pool: ThreadPoolExecutor | None = None
         self.ready = threading.Event()
         self.load_error: str | None = None
         self._write_lock = threading.Lock()
@@ -116,12 +129,9 @@ class Service:
         self._closed = False
 
     def start(self) -> None:
-        """Load the models in the background; start the model threads and the refresher."""
+        """Load the models in the background; start the micro-batcher and the refresher."""
         threading.Thread(target=self._load, name="searchkit-load", daemon=True).start()
         c = self.config
-        # the models run on a few fixed threads: torch's own threads, started per calling thread,
-        # would otherwise multiply with the request threads and wait on each other
-        self._pool = ThreadPoolExecutor(c.workers, thread_name_prefix="searchkit-model")
         if c.batch_window_ms > 0:
             self.batcher = MicroBatcher(
                 self._run_batch, c.batch_window_ms, max_batch=c.max_batch, workers=c.workers
@@ -136,8 +146,6 @@ class Service:
             self._closed = True
         if self.batcher is not None:
             self.batcher.close()
-        if self._pool is not None:
-            self._pool.shutdown()
 
     @property
     def search_params(self) -> set[str]:
@@ -158,30 +166,81 @@ class Service:
         if self.load_error is not None:
             raise ModelUnavailable(f"the models failed to load: {self.load_error}")
 
-    def search(self, query: str, k: int, where: Where | None, options: SearchOptions) -> Hits:
-        """One query; without rerank, micro-batched with concurrent ones of equal ``k``,
-        ``where`` and ``options`` (the batch key: ``SearchOptions`` is hashable).
+    def search(
+        self,
+        query: str,
+        k: int,
+        where: Where | None,
+        options: SearchOptions,
+        *,
+        degrade: bool = False,
+    ) -> tuple[Hits, bool]:
+        """One query, and whether it was degraded to retrieval order (see ``search_batch``).
 
-        Reranked queries are not batched: the CrossEncoder's cost is per pair, so a shared batch
-        gains no throughput and makes every query in it wait for all of them (measured by
-        benchmarks/serve_load.py). They, and every query when batching is off, run one at a
-        time on each of the ``workers`` model threads.
+        Without rerank it is micro-batched with concurrent ones of equal ``k``, ``where`` and
+        ``options`` (the batch key: ``SearchOptions`` is hashable). Reranked queries are not
+        batched: the CrossEncoder's cost is per pair, so a shared batch gains no throughput and
+        makes every query in it wait for all of them (measured by benchmarks/serve_load.py).
         """
-        self.wait_ready()
-        if self.batcher is None or options.rerank:
-            return self._on_pool(self.searcher.search, query, k, where=where, options=options)
-        return self.batcher.submit(query, BatchKey(k, _where_key(where), options))
+        found, degraded = self.search_batch(
+            [query], k, where, options, degrade=degrade, single=True
+        )
+        return found[0], degraded
 
     def search_batch(
+        self,
+        queries: list[str],
+        k: int,
+        where: Where | None,
+        options: SearchOptions,
+        *,
+        degrade: bool = False,
+        single: bool = False,
+    ) -> tuple[list[Hits], bool]:
+        """The hits of ``queries``, and whether they were degraded: a reranked search whose
+        lane is full or whose deadline passed is ``Overloaded`` (503), or, with ``degrade``,
+        searched without rerank (retrieval order) instead."""
+        self.wait_ready()
+        degraded = False
+        if options.rerank:
+            try:
+                return self._run("rerank", queries, k, where, options), False
+            except Overloaded:
+                self._overloaded("rerank", "degraded" if degrade else "refused")
+                if not degrade:
+                    raise
+            options, degraded = options.replace(rerank=False), True
+        try:
+            if single and self.batcher is not None:
+                return [self._batched(queries[0], k, where, options)], degraded
+            return self._run("search", queries, k, where, options), degraded
+        except Overloaded:
+            self._overloaded("search", "refused")
+            raise
+
+    def _overloaded(self, kind: str, outcome: str) -> None:
+        self.shared.metrics.overloaded.labels(kind, outcome).inc()
+
+    def _run(
+        self, kind: str, queries: list[str], k: int, where: Where | None, options: SearchOptions
+    ) -> list[Hits]:
+        deadline = self.config.deadline_seconds
+        return self.shared.lanes[kind].run(deadline, self._searched, queries, k, where, options)
+
+    def _batched(self, query: str, k: int, where: Where | None, options: SearchOptions) -> Hits:
+        assert self.batcher is not None
+        lane = self.shared.lanes["search"]
+        with lane.admitted():
+            future, cancel = self.batcher.enqueue(query, BatchKey(k, _where_key(where), options))
+            return lane.wait(future, self.config.deadline_seconds, cancel)
+
+    def _searched(
         self, queries: list[str], k: int, where: Where | None, options: SearchOptions
     ) -> list[Hits]:
-        self.wait_ready()
-        return self._on_pool(self.searcher.search_batch, queries, k, where=where, options=options)
-
-    def _on_pool(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        if self._pool is None:
-            raise RuntimeError("the service is not started")
-        return self._pool.submit(fn, *args, **kwargs).result()
+        """``search_batch``, its stages timed into the metrics."""
+        stages = self.shared.metrics.stages
+        with timing.recording(lambda stage, took: stages.labels(self.name, stage).observe(took)):
+            return self.searcher.search_batch(queries, k, where=where, options=options)
 
     def write(self, change: Callable[[IndexWriter], CommitReport]) -> CommitReport:
         """One commit through a writer opened for it, then a refresh so it is searchable."""
@@ -202,6 +261,11 @@ class Service:
         with self._refresh_lock:  # two racing refreshes could install the older version last
             return self.searcher.refresh()
 
+    def counts(self) -> tuple[int, int, int]:
+        """Live documents, deleted ones and the version searched (for the metrics)."""
+        m = self.searcher.manifest
+        return m.documents, m.deleted, m.version
+
     def result(self, hits: Hits) -> dict[str, Any]:
         """A query's hits as ``searchkit query --json`` prints them."""
         reranker = self.searcher.reranker.name if hits.reranked else None
@@ -217,23 +281,31 @@ class Service:
         if self.batcher is not None:
             batching.update(asdict(self.batcher.stats))
         return {
-            "index": str(self.path), "searchkit_version": __version__, "version": m.version,
+            "name": self.name, "index": str(self.path), "searchkit_version": __version__,
+            "version": m.version,
             "documents": m.documents, "deleted": m.deleted, "ready": self.is_ready,
             "reranker": self.searcher.reranker.name, "limits": asdict(c.limits),
             "batching": batching, "manifest": m.to_dict(),
         }  # fmt: skip
 
     def _load(self) -> None:
+        start = time.perf_counter()
         try:  # one real query loads the bi-encoder and the reranker and reads the index
             self.searcher.search(WARM_UP_QUERY, 1, candidates=1)
         except Exception as err:  # reported by /ready and by every request
             self.load_error = f"{type(err).__name__}: {err}"
             log.error("searchkit serve: the models failed to load: %s", self.load_error)
+        self.shared.metrics.load.labels(self.name).set(time.perf_counter() - start)
         self.ready.set()
 
     def _run_batch(self, key: BatchKey, queries: list[str]) -> list[Hits]:
         where = None if key.where is None else json.loads(key.where)
-        return self.searcher.search_batch(queries, key.k, where=where, options=key.options)
+        self.shared.metrics.batches.observe(len(queries))
+        start = time.perf_counter()
+        try:
+            return self._searched(list(queries), key.k, where, key.options)
+        finally:
+            self.shared.lanes["search"].record(time.perf_counter() - start)
 
     def _poll(self) -> None:
         while not self._stopping.wait(self.config.refresh_seconds):
