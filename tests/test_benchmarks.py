@@ -298,3 +298,12 @@ def test_compact(tiny_beir: Path, tmp_path: Path) -> None:
         # 20 rescored of 30 documents: the float top 10 is found again
         assert points[20]["recall_at_10"] >= 0.9
         assert points[20]["ndcg_vs_float"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_readers(tiny_beir: Path, tmp_path: Path) -> None:
+    results = run_script("readers", tmp_path, "--dataset", str(tiny_beir), "--copies", "2",
+                         "--files", "10")  # fmt: skip
+    assert set(results) == {"jsonl", "json", "parquet", "csv", "tsv", "hf", "folder"}
+    assert {results[f]["documents"] for f in results if f != "folder"} == {60}
+    assert results["folder"]["documents"] == 10 and results["jsonl"]["speed_vs_jsonl"] == 1
+    assert all(r["docs_per_second"] > 0 and len(r["sha256"]) == 64 for r in results.values())

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 from searchkit.ingest.readers.records import RecordReader
 
 BATCH_ROWS = 1024  # rows turned into Python objects at a time
+READ_BUFFER = 1 << 20  # bytes read from the file at a time
 
 
 class ParquetReader(RecordReader):
@@ -20,7 +21,8 @@ class ParquetReader(RecordReader):
     def __init__(self, path: Any, **options: Any) -> None:
         super().__init__(path, **options)
         try:
-            self._file = pq.ParquetFile(self.path)
+            # pre-buffering keeps every row group read so far: memory would grow with the file
+            self._file = pq.ParquetFile(self.path, pre_buffer=False, buffer_size=READ_BUFFER)
         except (pa.ArrowInvalid, OSError) as err:
             raise self.fail(None, f"not a Parquet file ({err})") from None
         names = self._file.schema_arrow.names
@@ -32,7 +34,8 @@ class ParquetReader(RecordReader):
     def records(self) -> Iterator[tuple[int, Any]]:
         row = 0
         try:
-            for batch in self._file.iter_batches(BATCH_ROWS, columns=self._columns):
+            batches = self._file.iter_batches(BATCH_ROWS, columns=self._columns, use_threads=False)
+            for batch in batches:
                 for record in batch.to_pylist():
                     row += 1
                     yield row, record
