@@ -449,7 +449,7 @@ def serve(
         ),
     ] = None,
     insecure: Annotated[
-        bool, typer.Option(help="Allow a non-loopback --host without --api-key.")
+        bool, typer.Option("--insecure", help="Allow a non-loopback --host without --api-key.")
     ] = False,
     reranker: Annotated[
         str | None, typer.Option(help="CrossEncoder folder or hub name (default: the index's).")
