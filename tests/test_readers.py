@@ -366,3 +366,11 @@ def test_a_mixed_folder_indexes_and_answers_with_one_command(tmp_path, reranker_
     blank_pdf(folder / "scan.pdf")
     failed = runner.invoke(app, ["add", "indexes/docs", "docs", "--no-progress"])
     assert failed.exit_code == 1 and "scan.pdf: no text layer" in failed.output
+
+
+def test_the_ray_ingest_refuses_other_formats_with_what_to_do(tmp_path):
+    from searchkit.distributed.ingest import ingest
+
+    path = write_format(tmp_path, "parquet", RECORDS)
+    with pytest.raises(InvalidParameter, match="reads JSONL corpora, not parquet: build without"):
+        ingest(path, tmp_path / "out")
