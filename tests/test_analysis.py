@@ -48,8 +48,18 @@ def test_zh_drops_stopwords_and_punctuation():
 
 def test_zh_characters_and_bigrams_are_added():
     assert words("电池续航", bigrams=False, unigrams=False) == ["电池", "续航"]
-    assert words("电池续航", unigrams=False) == ["电池", "续航", "电池", "池续", "续航"]
+    assert words("电池续航", bigrams=True, unigrams=False) == ["电池", "续航", "电池", "池续", "续航"]
     assert words("电池续航")[-4:] == ["电", "池", "续", "航"]
+
+
+def test_zh_query_words_weigh_twice_its_characters():
+    zh = get_analyzer("zh")
+    assert zh.tokens(["电池续航"]) == [["电池", "续航", "电", "池", "续", "航"]]  # the defaults
+    assert zh.query_terms("iPhone 电池") == {"iphon": 2.0, "电池": 2.0, "电": 1.0, "池": 1.0}
+    plain = get_analyzer("zh", word_weight=1)
+    assert plain.query_terms("电池电池") == {"电池": 2.0, "电": 2.0, "池": 2.0}
+    assert get_analyzer("cjk").query_terms("東京東京") == {"東京": 2.0, "京東": 1.0}
+    assert get_analyzer("en").query_terms("tests test") == {"test": 2.0}
 
 
 def test_zh_nfkc_full_width_to_half_width():
@@ -60,9 +70,9 @@ def test_zh_nfkc_full_width_to_half_width():
 def test_zh_mixed_text_latin_stemmed_numbers_kept():
     terms = words("iPhone 15 好不好用", bigrams=False, unigrams=False)
     assert terms[:2] == ["iphon", "15"] and "好不好" in terms
-    assert words("Running tests on 北京") == ["run", "test", "北京", "北京", "北", "京"]
+    assert words("Running tests on 北京") == ["run", "test", "北京", "北", "京"]
     # Latin words split on punctuation, English stopwords out, single digits kept
-    assert words("USB-C接口 and the 5 G") == ["usb", "c", "接口", "5", "g", "接口", "接", "口"]
+    assert words("USB-C接口 and the 5 G") == ["usb", "c", "接口", "5", "g", "接", "口"]
 
 
 def test_zh_user_dictionary_keeps_a_domain_term_whole(tmp_path: Path):

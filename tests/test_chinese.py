@@ -79,7 +79,7 @@ def test_info_shows_language_and_analyzer(zh_index: Path) -> None:
     result = CliRunner().invoke(app, ["info", str(zh_index)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "language        zh" in result.output
-    assert "analyzer zh v1 (bigrams, t2s, unigrams, user dictionary" in result.output
+    assert "analyzer zh v2 (t2s, unigrams, user dictionary" in result.output
 
 
 @pytest.mark.parametrize("qid", sorted(QUERIES))

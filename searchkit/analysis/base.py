@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 # bm25s's English stopwords (its "en" list), applied to Latin words inside Chinese/CJK text too
@@ -32,6 +33,16 @@ class Analyzer(Protocol):
     def tokens(self, texts: Sequence[str]) -> list[list[str]]:
         """Each text's terms, in order, repeated as often as they occur."""
         ...
+
+    def query_terms(self, query: str) -> dict[str, float]:
+        """A query's distinct terms and their weights (``term_counts`` of its tokens, unless
+        the analyzer weighs kinds of terms differently)."""
+        ...
+
+
+def term_counts(tokens: Iterable[str]) -> dict[str, float]:
+    """Each distinct term and how often it occurs: a query's weights, as bm25s scores them."""
+    return {t: float(n) for t, n in Counter(tokens).items()}
 
 
 def normalize(text: str) -> str:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from searchkit.analysis.base import HAN, LatinWords, normalize
+from searchkit.analysis.base import HAN, LatinWords, normalize, term_counts
 
 # Han, Hiragana, Katakana (with the prolonged sound mark), Hangul syllables and jamo
 CJK_RUN = re.compile(f"[{HAN}\u3040-\u30ff\u31f0-\u31ff\uac00-\ud7af\u1100-\u11ff\u3130-\u318f]+")
@@ -31,6 +31,9 @@ class BigramAnalyzer:
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version}
+
+    def query_terms(self, query: str) -> dict[str, float]:
+        return term_counts(self.tokens([query])[0])
 
     def tokens(self, texts: Sequence[str]) -> list[list[str]]:
         latin = LatinWords()

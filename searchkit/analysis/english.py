@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from searchkit.analysis.base import term_counts
+
 # what bm25s.tokenize is given; the manifest of a BM25 index records these too
 STEMMER = "english"
 STOPWORDS = "en"
@@ -24,6 +26,9 @@ class EnglishAnalyzer:
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version}
+
+    def query_terms(self, query: str) -> dict[str, float]:
+        return term_counts(self.tokens([query])[0])
 
     def tokens(self, texts: Sequence[str]) -> list[list[str]]:
         ids, vocab = self.token_ids(texts)

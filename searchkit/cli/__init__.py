@@ -94,8 +94,9 @@ def index(
     user_dict: Annotated[
         Path | None,
         typer.Option(
-            help="Chinese user dictionary (jieba format: 'word [frequency] [tag]' a line) of "
-            "domain words, such as product names, kept whole; copied into the index."
+            help="Chinese user dictionary of domain words kept whole, such as product names "
+            "(jieba format: a word a line, optionally its frequency and tag); copied into the "
+            "index."
         ),
     ] = None,
     t2s: Annotated[

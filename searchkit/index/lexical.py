@@ -21,7 +21,6 @@ statistics, but counts deleted documents until a merge.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,9 +81,10 @@ def index_analyzer(config: LexicalSection, root: Path) -> Analyzer:
 
 
 def bm25_query_terms(query: str, analyzer: Analyzer) -> Terms:
-    """A query's distinct terms, each weighted by how often it occurs (as bm25s scores)."""
-    counts = Counter(analyzer.tokens([query])[0])
-    return list(counts), np.asarray(list(counts.values()), dtype=np.float64)
+    """A query's distinct terms and their weights (how often each occurs, as bm25s scores,
+    unless the analyzer weighs its kinds of terms: ``Analyzer.query_terms``)."""
+    terms = analyzer.query_terms(query)
+    return list(terms), np.asarray(list(terms.values()), dtype=np.float64)
 
 
 @dataclass(frozen=True)
