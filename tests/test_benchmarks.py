@@ -300,6 +300,27 @@ def test_compact(tiny_beir: Path, tmp_path: Path) -> None:
         assert points[20]["ndcg_vs_float"] == pytest.approx(1.0, abs=0.05)
 
 
+def test_chinese(tmp_path: Path, reranker_path: Path) -> None:
+    r = run_script(
+        "chinese", tmp_path,
+        "--dataset", str(REPO / "corpora" / "zh-shop"), "--limit", "40",
+        "--index-dir", str(tmp_path / "indexes"), "--reranker", str(reranker_path),
+        "--rerank-queries", "5", "--throughput-texts", "40", "--threads", "1",
+    )  # fmt: skip
+    run = r["datasets"]["zh-shop-limit40 test"]
+    assert run["analyzer"]["name"] == "zh" and run["checks"]["built_with_defaults"]
+    systems = run["systems"]
+    first_stages = {"searchkit dense", "searchkit lexical (zh)", "searchkit hybrid (default)"}
+    assert first_stages <= set(systems)
+    assert "searchkit hybrid + rerank, first 5 queries" in systems
+    # the index's BM25 is bm25s's over the same analyzer's terms
+    lexical = systems["searchkit lexical (zh)"]["metrics"]["nDCG@10"]
+    assert abs(lexical - systems["bm25s zh"]["metrics"]["nDCG@10"]) < 0.02
+    assert all(0 < s["metrics"]["nDCG@10"] <= 1 for s in systems.values())
+    for name in ("en", "zh", "cjk"):
+        assert r["throughput"][name]["texts_per_second"] > 0
+
+
 def test_readers(tiny_beir: Path, tmp_path: Path) -> None:
     results = run_script("readers", tmp_path, "--dataset", str(tiny_beir), "--copies", "2",
                          "--files", "10")  # fmt: skip
