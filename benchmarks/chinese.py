@@ -30,7 +30,8 @@ BM25_DEPTH = 100
 ANALYZERS = ("zh", "cjk", "en")
 BIGRAMS = "bm25s cjk (character bigrams)"
 # the BM25 baselines: label -> (analyzer, options); the zh variants show what each part adds
-# (the default zh: words and characters, a query's words weighing 2; chosen on the dev splits: --dev)
+# (the default zh: words and characters, a query's words weighing 2; chosen on the dev splits,
+# --dev)
 BASELINES = {
     "bm25s zh": ("zh", {}),
     "bm25s zh, words only": ("zh", {"unigrams": False}),
