@@ -97,6 +97,17 @@ def test_batches_follow_token_counts_not_characters(e5: Encoder) -> None:
     np.testing.assert_allclose(vectors, alone, atol=1e-5)  # reordering never mixes rows
 
 
+def test_a_full_batch_ends_before_a_much_shorter_text() -> None:
+    encoder = Encoder(E5, batch_size=4)  # batches need no model
+    # 8 x 512 tokens fill FULL_BATCH_TOKENS: the 300-token texts get their own batch
+    counts = [300, 512, 512, 300, 512, 10, 512, 512, 512, 512, 512, 300]
+    assert encoder.batches(counts) == [[1, 2, 4, 6], [7, 8, 9, 10], [0, 3, 11, 5]]
+    assert Encoder(E5, batch_size=32).batches(counts) == [
+        [1, 2, 4, 6, 7, 8, 9, 10],
+        [0, 3, 11, 5],
+    ]
+
+
 def test_an_unreachable_hf_endpoint_is_named(tmp_path: Path) -> None:
     script = """
 import json, logging

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -17,9 +17,6 @@ from searchkit.inference.runtimes.model import RuntimeModel
 # the model would drop.
 CHARS_PER_TOKEN = 16
 MIN_TOKENS = 32  # a cap below this leaves little of the passage beside the query
-
-if TYPE_CHECKING:
-    pass
 
 
 class Reranker(RuntimeModel["CrossEncoder"]):
