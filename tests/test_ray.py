@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -163,8 +164,11 @@ def cluster() -> Iterator[str]:
     try:
         _wait_for_port(port, procs[0], temp / "head.log")
         ray.init(address=address, log_to_driver=False)
-        # a stalled pipeline (say, workers that cannot start) fails in minutes, not Ray's 30
-        ray.data.DataContext.get_current().execution_no_progress_timeout_s = STALL_SECONDS
+        # a stalled pipeline (say, workers that cannot start) fails in minutes, not Ray's 30;
+        # making Ray Data's context warns about its own deprecated fields
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ray.data.DataContext.get_current().execution_no_progress_timeout_s = STALL_SECONDS
         _wait_for_nodes(1, procs, temp)
         # one node at a time: two raylets registering at once can time out on a busy machine
         for worker in (1, 2):
