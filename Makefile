@@ -61,7 +61,14 @@ lint: install
 docs: install
 	$(BIN)/mkdocs build --strict --quiet --site-dir site
 
-test: lint docs
+# The search page's browser test drives Debian's chromium through Playwright (whose own browser
+# download cannot work offline): installed with apt when it is missing (sudo unless root).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	$(if $(filter 0,$(shell id -u)),,sudo) sh -c 'export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -q && apt-get install -y -q chromium'
+
+test: lint docs $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 clean:
