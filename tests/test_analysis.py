@@ -48,7 +48,13 @@ def test_zh_drops_stopwords_and_punctuation():
 
 def test_zh_characters_and_bigrams_are_added():
     assert words("电池续航", bigrams=False, unigrams=False) == ["电池", "续航"]
-    assert words("电池续航", bigrams=True, unigrams=False) == ["电池", "续航", "电池", "池续", "续航"]
+    assert words("电池续航", bigrams=True, unigrams=False) == [
+        "电池",
+        "续航",
+        "电池",
+        "池续",
+        "续航",
+    ]
     assert words("电池续航")[-4:] == ["电", "池", "续", "航"]
 
 
