@@ -141,7 +141,8 @@ class PostingsBuilder:
     Args:
         config: the manifest's ``lexical`` entry.
         splade: the SPLADE encoder (for ``kind: splade``).
-        analyzer: BM25's analyzer (``index_analyzer``; default: the one ``config`` names).
+        analyzer: BM25's analyzer (for ``kind: bm25``; ``index_analyzer`` of an index, so a
+            user dictionary is read from the index's copy).
     """
 
     def __init__(
@@ -149,8 +150,6 @@ class PostingsBuilder:
     ) -> None:
         self.kind = config.kind
         self._splade = splade
-        if self.kind == "bm25" and analyzer is None:
-            analyzer = analyzer_from_config(config.analyzer)
         self._analyzer = analyzer
         self._vocab: dict[str, int] = {}
         self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
