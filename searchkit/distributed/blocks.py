@@ -3,7 +3,8 @@
 A distributed ingest scans the corpus once on the driver (its sha256 and where each block of
 lines starts), hands blocks to workers that parse them with the rules of ``CorpusReader``
 (errors name the file and the line), and each embedded block is written as one *part* file:
-the block's documents, corpus line numbers and vectors in one Parquet file. A part's name is
+the block's documents, corpus line numbers and passages (each document's vectors and character
+spans, ``searchkit.ingest.chunking``) in one Parquet file, a row per document. A part's name is
 its block's number and it is replaced atomically, so a block done twice (a retried worker)
 leaves one whole part, never two and never half of one.
 """
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 
 from searchkit.errors import CorpusError
 from searchkit.index.fsio import fsync_dir
+from searchkit.index.passages import Spans
 from searchkit.ingest.corpus import (
     DEFAULT_ENCODING,
     CorpusReader,
@@ -182,13 +184,21 @@ def part_name(number: int) -> str:
 
 
 def write_part(
-    path: Path, docs: list[Document], lines: list[int], vectors: np.ndarray, worker: str
-) -> None:
-    """Write an embedded block to ``path`` atomically (temporary file, fsync, rename).
+    path: Path, docs: list[Document], lines: list[int], vectors: np.ndarray, spans: Spans,
+    worker: str,
+) -> None:  # fmt: skip
+    """Write an embedded block to ``path`` atomically (temporary file, fsync, rename): one row
+    per document, with its passages' vectors and spans (``spans.doc`` non-decreasing).
 
     ``worker`` (host:pid) is recorded in the file's metadata: who wrote the part.
     """
     dim = vectors.shape[1]
+    offsets = pa.array(np.searchsorted(spans.doc, np.arange(len(docs) + 1)), pa.int32())
+
+    def listed(values: pa.Array) -> pa.ListArray:
+        return pa.ListArray.from_arrays(offsets, values)
+
+    flat = pa.array(np.ascontiguousarray(vectors, np.float32).reshape(-1))
     table = pa.table(
         {
             "id": [d.id for d in docs],
@@ -196,9 +206,9 @@ def write_part(
             "text": [d.text for d in docs],
             "metadata": [json.dumps(d.metadata, ensure_ascii=False) for d in docs],
             "line": pa.array(lines, pa.int64()),
-            "vector": pa.FixedSizeListArray.from_arrays(
-                pa.array(np.ascontiguousarray(vectors, np.float32).reshape(-1)), dim
-            ),
+            "vectors": listed(pa.FixedSizeListArray.from_arrays(flat, dim)),
+            "starts": listed(pa.array(spans.start, pa.int64())),
+            "ends": listed(pa.array(spans.end, pa.int64())),
         }
     ).replace_schema_metadata({"searchkit.worker": worker})
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -210,8 +220,40 @@ def write_part(
     fsync_dir(path.parent)
 
 
-def read_part(path: Path) -> tuple[list[Document], list[int], np.ndarray]:
-    """The documents, line numbers and vectors of a part file."""
+@dataclass
+class Part:
+    """An embedded block as its part file holds it: documents, line numbers, one vector per
+    passage and the passages' spans (``Spans.doc``: the document's position in ``docs``)."""
+
+    docs: list[Document]
+    lines: list[int]
+    vectors: np.ndarray
+    spans: Spans
+
+    def without(self, rows: set[int]) -> Part:
+        """The part without the documents at positions ``rows`` (and their passages)."""
+        keep = [i for i in range(len(self.docs)) if i not in rows]
+        passages = np.flatnonzero(np.isin(self.spans.doc, keep))
+        renumber = np.full(len(self.docs), -1, dtype=np.int64)
+        renumber[keep] = np.arange(len(keep))
+        spans = Spans(
+            renumber[self.spans.doc[passages]],
+            self.spans.start[passages],
+            self.spans.end[passages],
+        )
+        return Part(
+            [self.docs[i] for i in keep], [self.lines[i] for i in keep],
+            self.vectors[passages], spans,
+        )  # fmt: skip
+
+    @property
+    def chunked(self) -> int:
+        """Documents split into several passages."""
+        return int(np.count_nonzero(np.bincount(self.spans.doc, minlength=len(self.docs)) > 1))
+
+
+def read_part(path: Path) -> Part:
+    """The documents, line numbers, vectors and passage spans of a part file."""
     table = pq.read_table(path)
     cols = table.to_pydict()
     docs = [
@@ -220,10 +262,22 @@ def read_part(path: Path) -> tuple[list[Document], list[int], np.ndarray]:
             cols["id"], cols["title"], cols["text"], cols["metadata"], strict=True
         )
     ]
-    column = table.column("vector").combine_chunks()
-    dim = column.type.list_size
-    vectors = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
-    return docs, cols["line"], vectors.astype(np.float32, copy=False)
+    vectors = table.column("vectors").combine_chunks()
+    counts = vectors.value_lengths().to_numpy(zero_copy_only=False)
+    passages = vectors.flatten()
+    flat = passages.flatten().to_numpy(zero_copy_only=False)
+    matrix = flat.reshape(-1, passages.type.list_size).astype(np.float32, copy=False)
+    spans = Spans(
+        np.repeat(np.arange(len(docs), dtype=np.int64), counts),
+        _flat(table, "starts"),
+        _flat(table, "ends"),
+    )
+    return Part(docs, cols["line"], matrix, spans)
+
+
+def _flat(table: pa.Table, column: str) -> np.ndarray:
+    values = table.column(column).combine_chunks().flatten()
+    return values.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
 
 
 def part_worker(path: Path) -> str:

@@ -4,11 +4,13 @@
    (``searchkit.distributed.blocks``);
 2. Ray Data: *read* tasks parse the blocks in parallel with ``CorpusReader``'s rules (a bad
    line is an error naming file and line); an *embed* actor pool, one bi-encoder per actor,
-   embeds each block and writes it as one part file, replaced atomically under its block's name
-   (the workers' code is ``searchkit.distributed.tasks``);
+   splits each block's long documents into passages as a plain build does, embeds them and
+   writes the block as one part file, replaced atomically under its block's name (the workers'
+   code is ``searchkit.distributed.tasks``);
 3. the driver gathers every block's ids and line numbers and checks ids across blocks;
 4. one Ray task per shard writes an ordinary searchkit index from its parts (block ``i`` goes to
-   shard ``i % N``: deterministic, so a rerun gives the same shards);
+   shard ``i % N``: deterministic, so a rerun gives the same shards), with its documents' BM25
+   terms through the analyzer of the corpus language (a user dictionary copied into each);
 5. the parent manifest is written last and atomically (``searchkit.index.sharded.commit_sharded``).
 
 A killed worker is restarted by Ray and its block is done again: the part is written under the
@@ -32,14 +34,16 @@ from typing import Any
 
 from searchkit.backends import DEFAULT_KIND, get_backend
 from searchkit.backends.base import resolve_params
+from searchkit.defaults import DEFAULT_LEXICAL
 from searchkit.distributed.blocks import CorpusPlan, count_lines, plan_blocks
 from searchkit.distributed.cluster import cluster_cpus, last_line, ray, ray_session
 from searchkit.distributed.tasks import PARTS, Embedder, build_shard, read_block, rebuild
 from searchkit.errors import CorpusError, InvalidParameter, SearchkitError
+from searchkit.index.lexical import lexical_config
 from searchkit.index.lock import WriterLock
 from searchkit.index.manifest import Manifest
 from searchkit.index.paths import default_index_dir
-from searchkit.index.sections import CorpusSection, EncoderSection
+from searchkit.index.sections import CorpusSection, EncoderSection, LexicalSection
 from searchkit.index.segment import VectorSpec
 from searchkit.index.sharded import (
     SHARDS,
@@ -55,7 +59,7 @@ from searchkit.inference.runtimes import Runtime
 from searchkit.ingest.build import check_target, staging_dir
 from searchkit.ingest.chunking import ChunkConfig
 from searchkit.ingest.corpus import MAX_SKIPPED_KEPT, CorpusReader, SkippedLine
-from searchkit.ingest.language import corpus_language
+from searchkit.ingest.language import copy_user_dict, corpus_language, language_analyzer
 from searchkit.ingest.readers import detect_format
 from searchkit.ingest.writer import BLOCK_DOCS
 
@@ -90,11 +94,15 @@ def ingest(
     model: str | None = None,
     reranker: str | None = None,
     language: str = "auto",
+    user_dict: str | Path | None = None,
+    t2s: bool = True,
     backend: str = "faiss",
     kind: str | None = None,
     params: dict[str, Any] | None = None,
-    lexical: str = "none",
-    chunk: bool = False,
+    lexical: str = DEFAULT_LEXICAL,
+    chunk: bool = True,
+    chunk_tokens: int | None = None,
+    chunk_overlap: int | None = None,
     id_field: str | None = None,
     skip_invalid: bool = False,
     encoding: str = "utf-8",
@@ -115,10 +123,9 @@ def ingest(
             call), ``ray://host:port``, or ``host:port``. Ignored when Ray is already initialized.
         workers: embedding actors, one model each (default: one per CPU of the cluster).
         block_docs: corpus lines per block, the unit of work and of retry.
-        lexical: only ``none``: the shards hold vectors only, so a sharded index is searched
-            in dense mode (build without Ray for lexical or hybrid search).
-        chunk: only False: documents longer than the encoder reads are embedded cut, and
-            counted (build without Ray to split them into passages).
+        lexical: ``bm25`` (each shard stores its documents' terms, analyzed as a plain build
+            does; queries score them with index-wide statistics) or ``none``; ``splade`` needs
+            a build without Ray.
 
     Example::
 
@@ -136,27 +143,23 @@ def ingest(
             "reads every format), or convert it to JSONL first",
             param="corpus",
         )
-    if lexical != "none":
+    if lexical == "splade":
         raise InvalidParameter(
-            f"a sharded index (built on Ray) holds vectors only, not {lexical!r} lexical data: "
-            'pass lexical="none", or build without Ray for lexical or hybrid search',
+            'the Ray ingest stores BM25 terms, not SPLADE\'s: pass lexical="bm25" or "none", '
+            'or build without Ray for lexical="splade"',
             param="lexical",
-        )
-    if chunk:
-        raise InvalidParameter(
-            "the Ray ingest does not split long documents into passages yet: pass chunk=False "
-            "(documents longer than the encoder reads are cut, and counted), or build without "
-            "Ray to chunk them",
-            param="chunk",
         )
     spec = VectorSpec(backend, kind or DEFAULT_KIND[backend], params or {})
     resolve_params(backend, get_backend(backend).KINDS, spec.kind, spec.params, 1)  # fail early
-    # the shards hold no lexical data, so the language only picks the default models
     language = corpus_language(CorpusReader(corpus, id_field=id_field, encoding=encoding), language)
+    terms = lexical_config(
+        lexical, analyzer=language_analyzer(language, user_dict=user_dict, t2s=t2s)
+    )
     model = model or default_encoder(language)
     reranker = reranker or default_reranker(language)
     resolve_model(model)  # a model folder that does not exist fails here, not in every actor
     embedder = (model, batch_size, str(Runtime.parse(runtime, precision, role="encoder")))
+    chunking = (chunk_tokens, chunk_overlap, chunk)
     with WriterLock(out):
         previous = check_target(out, force)
         version = (previous or 0) + 1
@@ -166,10 +169,11 @@ def ingest(
         staging = staging_dir(out)
         try:
             run = _Run(plan, staging, id_field, skip_invalid)
+            copy_user_dict(run.parts, terms, user_dict)  # each shard task copies it from there
             with ray_session(address):
                 run.workers = min(workers or cluster_cpus(), len(plan.blocks))
-                run.embed(*embedder, progress)
-                built = run.write_shards(shards, version, reranker, spec)
+                run.embed(*embedder, chunking, progress)
+                built = run.write_shards(shards, version, reranker, spec, (terms, language))
             manifest = run.manifest(version, built, address)
             commit_sharded(staging, out, manifest, replace=previous is not None)
         finally:
@@ -199,13 +203,20 @@ class _Run:
         self.embed_seconds = 0.0
         self.workers = 1
 
-    def embed(self, model: str, batch_size: int, runtime: str, progress: bool) -> None:
+    def embed(
+        self,
+        model: str,
+        batch_size: int,
+        runtime: str,
+        chunk: tuple[int | None, int | None, bool],
+        progress: bool,
+    ) -> None:
         """Read, embed and write every block as a part (Ray Data); check ids across blocks."""
         with warnings.catch_warnings():
             # Ray Data warns about its own deprecated settings on every DataContext access
             warnings.simplefilter("ignore", DeprecationWarning)
             ray.data.DataContext.get_current().enable_progress_bars = progress
-            rows = iter(self._pipeline(model, batch_size, runtime).iter_rows())
+            rows = iter(self._pipeline(model, batch_size, runtime, chunk).iter_rows())
             try:
                 for row in rows:
                     summary = json.loads(row["summary"])
@@ -223,7 +234,9 @@ class _Run:
         windows = [(s["started"], s["finished"]) for s in self.done.values()]
         self.embed_seconds = max(w[1] for w in windows) - min(w[0] for w in windows)
 
-    def _pipeline(self, model: str, batch_size: int, runtime: str) -> ray.data.Dataset:
+    def _pipeline(
+        self, model: str, batch_size: int, runtime: str, chunk: tuple[int | None, int | None, bool]
+    ) -> ray.data.Dataset:
         """Blocks -> read tasks (parse) -> embed actors (one model each, write the part)."""
         blocks = [{"block": pickle.dumps(b)} for b in self.plan.blocks]
         ds = ray.data.from_items(blocks, override_num_blocks=len(blocks))
@@ -247,6 +260,7 @@ class _Run:
                 "batch_size": batch_size,
                 "parts": self.parts,
                 "runtime": runtime,
+                "chunk": chunk,
             },
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=self.workers),
@@ -300,14 +314,22 @@ class _Run:
         )
 
     def write_shards(
-        self, shards: int, version: int, reranker: str, spec: VectorSpec
+        self,
+        shards: int,
+        version: int,
+        reranker: str,
+        spec: VectorSpec,
+        lexical: tuple[LexicalSection | None, str],
     ) -> list[tuple[ShardEntry, Manifest]]:
-        """One Ray task per shard writes its ordinary index from its blocks' parts."""
+        """One Ray task per shard writes its ordinary index from its blocks' parts (with BM25
+        terms by ``lexical``: the section and the corpus language)."""
         some = next(iter(self.done.values()))
         fields = ("name", "dim", "max_seq_length", "runtime", "precision")
         encoder = EncoderSection(*(some[k] for k in fields))
-        chunking = ChunkConfig(some["window"], 0, enabled=False).section()
-        header = ShardHeader(encoder, canonical_name(reranker), spec, self.corpus_info(), chunking)
+        chunking = ChunkConfig(*some["chunking"]).section()
+        header = ShardHeader(
+            encoder, canonical_name(reranker), spec, self.corpus_info(), chunking, *lexical
+        )
         truncated = {number: d["truncated"] for number, d in self.done.items()}
         gen = generation(version)
         entries = []
