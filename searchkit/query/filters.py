@@ -55,13 +55,18 @@ Where = str | Mapping[str, Any]
 EXAMPLE = 'year >= 2020 and source = "pubmed"'
 _OPS = {"=": operator.eq, "==": operator.eq, "!=": operator.ne, "<": operator.lt,
         "<=": operator.le, ">": operator.gt, ">=": operator.ge}  # fmt: skip
-_UNKNOWN = pc.scalar(pa.scalar(None, pa.bool_()))  # the null of three-valued logic
 _ROW = "\0row"
 _CATEGORIES = (("null", pa.types.is_null), ("bool", pa.types.is_boolean),
                ("number", pa.types.is_integer), ("number", pa.types.is_floating),
                ("string", pa.types.is_string), ("string", pa.types.is_large_string))  # fmt: skip
 _HINTS = {"number": "compare it with a number, e.g. 2020", "string": "put the value in quotes",
           "bool": "compare it with true or false"}  # fmt: skip
+
+
+@functools.cache
+def _unknown() -> pc.Expression:
+    """The null of three-valued logic (made on first use: pc.scalar imports pandas, ~1 s)."""
+    return pc.scalar(pa.scalar(None, pa.bool_()))
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,7 +147,7 @@ def _isin(name: str, typ: pa.DataType, values: Sequence[Any], negate: bool) -> p
         found = column.isin(pa.array(present, pa.int64() if category == "number" else typ))
     else:  # a null field, or one of another type and no values (else _check raised)
         found = pc.scalar(False)
-    expression = pc.if_else(column.is_valid(), found, _UNKNOWN)
+    expression = pc.if_else(column.is_valid(), found, _unknown())
     if len(present) < len(values):
         expression = expression | column.is_null()
     return ~expression if negate else expression
