@@ -203,7 +203,7 @@ class Segment:
         self._dim = manifest.dim
         self.docs = DocStore(self._files["docs"])
         self.vectors = read_vectors(self._files["vectors"], manifest.dim)
-        self.fields = pq.read_table(self._files["fields"])
+        self.fields = read_table(self._files["fields"])
         lexical = manifest.lexical
         self.postings = Postings.load(self._files["lexical"], lexical.kind) if lexical else None
         self.live = _live(entry.rows, deleted)
@@ -217,7 +217,7 @@ class Segment:
         if path is None:  # one vector per document
             rows = np.arange(len(self.vectors), dtype=np.int64)
             return rows, np.full(len(rows), -1), np.full(len(rows), -1)
-        table = pq.read_table(path)
+        table = read_table(path)
         return tuple(table.column(c).to_numpy() for c in ("doc", "start", "end"))  # type: ignore[return-value]
 
     @property
@@ -287,13 +287,20 @@ def _live(rows: int, deleted: np.ndarray) -> np.ndarray | None:
     return live
 
 
+def read_table(path: Path) -> pa.Table:
+    """A whole Parquet file (through ``ParquetFile``: ``pq.read_table`` imports pyarrow.dataset
+    and with it pandas, ~1 s of a cold query)."""
+    with pq.ParquetFile(path) as file:
+        return file.read()
+
+
 def read_deletions(root: Path, manifest: Manifest) -> dict[str, np.ndarray]:
     """Segment name -> sorted deleted rows, from the version's deletions file (if any)."""
     entry = manifest.files.get("deletions")
     deleted = {s.name: np.empty(0, dtype=np.int64) for s in manifest.segments}
     if entry is None:
         return deleted
-    table = pq.read_table(root / entry.path)
+    table = read_table(root / entry.path)
     segments = table.column("segment").to_numpy(zero_copy_only=False)
     rows = table.column("row").to_numpy()
     for name in deleted:
