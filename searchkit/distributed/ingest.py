@@ -8,8 +8,10 @@
    writes the block as one part file, replaced atomically under its block's name (the workers'
    code is ``searchkit.distributed.tasks``);
 3. the driver gathers every block's ids and line numbers and checks ids across blocks;
-4. one Ray task per shard writes an ordinary searchkit index from its parts (block ``i`` goes to
-   shard ``i % N``: deterministic, so a rerun gives the same shards), with its documents' BM25
+4. one Ray task per shard writes an ordinary searchkit index from the rows of the parts whose
+   ids it owns (``searchkit.index.sharded.Routing``: a stable hash of the id, recorded in the
+   parent manifest, so a rerun gives the same shards and a writer finds each id's shard later:
+   ``searchkit.ingest.sharded.ShardedWriter``), with its documents' BM25
    terms through the analyzer of the corpus language (a user dictionary copied into each);
 5. the parent manifest is written last and atomically (``searchkit.index.sharded.commit_sharded``).
 
@@ -47,6 +49,7 @@ from searchkit.index.sections import CorpusSection, EncoderSection, LexicalSecti
 from searchkit.index.segment import VectorSpec
 from searchkit.index.sharded import (
     SHARDS,
+    Routing,
     ShardedManifest,
     ShardEntry,
     ShardHeader,
@@ -163,7 +166,7 @@ def ingest(
     with WriterLock(out):
         previous = check_target(out, force)
         version = (previous or 0) + 1
-        # at least one block per shard, so that no shard is empty on a small corpus
+        # at least one block per shard, so that every shard task has parts to read in parallel
         block_lines = max(1, min(block_docs, math.ceil(count_lines(corpus) / shards)))
         plan = plan_blocks(corpus, block_lines, encoding=encoding)
         staging = staging_dir(out)
@@ -310,7 +313,12 @@ class _Run:
             "embed_seconds": round(self.embed_seconds, 3),
         }
         return ShardedManifest.create(
-            self.staging, version, built, corpus=self.corpus_info(), ingest=ingested
+            self.staging,
+            version,
+            built,
+            corpus=self.corpus_info(),
+            ingest=ingested,
+            routing=Routing(len(built)),
         )
 
     def write_shards(
@@ -332,21 +340,26 @@ class _Run:
         )
         truncated = {number: d["truncated"] for number, d in self.done.items()}
         gen = generation(version)
-        entries = []
-        for number in range(shards):
-            name = f"shard-{number:04d}"
-            blocks = list(range(number, len(self.plan.blocks), shards))
-            entries.append(ShardEntry(name, f"{SHARDS}/{gen}/{name}", 0, blocks))
+        names = [f"shard-{number:04d}" for number in range(shards)]
+        entries = [ShardEntry(name, f"{SHARDS}/{gen}/{name}", 0) for name in names]
         task = build_shard.options(max_retries=3)
         refs = [
-            task.remote(str(self.staging), e.path, e.blocks, self.dropped, header, truncated)
-            for e in entries
+            task.remote(str(self.staging), e.path, rows, header, truncated)
+            for e, rows in zip(entries, self._routed(Routing(shards)), strict=True)
         ]
         try:
             manifests = ray.get(refs)
         except ray.exceptions.RayError as err:
             raise SearchkitError(f"writing the shards failed: {last_line(err)}") from None
-        return [
-            (ShardEntry(e.name, e.path, m.documents, e.blocks), m)
-            for e, m in zip(entries, manifests, strict=True)
-        ]
+        return list(zip(entries, manifests, strict=True))
+
+    def _routed(self, routing: Routing) -> list[dict[int, list[int]]]:
+        """Per shard, the rows of each block whose id ``routing`` places there (block ->
+        positions in its part; duplicate ids skipped)."""
+        out: list[dict[int, list[int]]] = [{} for _ in range(routing.shards)]
+        for number, done in sorted(self.done.items()):
+            dropped = set(self.dropped.get(number, ()))
+            for row, doc_id in enumerate(done["ids"]):
+                if row not in dropped:
+                    out[routing.shard_of(doc_id)].setdefault(number, []).append(row)
+        return out

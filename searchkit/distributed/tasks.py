@@ -136,13 +136,13 @@ class Embedder:
 def build_shard(
     staging: str,
     path: str,
-    blocks: list[int],
-    dropped: dict[int, list[int]],
+    rows: dict[int, list[int]],
     header: ShardHeader,
     truncated: dict[int, list[int]] | None = None,
 ) -> Manifest:
-    """Shard task: write the ordinary index ``staging/path`` from its blocks' parts, counting
-    the documents of ``truncated`` (block -> rows the encoder cut), with BM25 terms when
+    """Shard task: write the ordinary index ``staging/path`` from the ``rows`` routed to it
+    (block -> positions in its part), counting the documents of ``truncated`` (block -> rows
+    the encoder cut), with BM25 terms when
     ``header.lexical`` says so (a user dictionary is copied from ``staging/parts``). A retry
     starts over in a fresh temporary folder, then replaces whatever an earlier attempt left."""
     final = Path(staging) / path
@@ -152,11 +152,10 @@ def build_shard(
     parts = Path(staging) / PARTS
 
     def embedded() -> Iterator[tuple[list, np.ndarray, Spans]]:
-        for number in blocks:
+        for number, keep in sorted(rows.items()):
             part = read_part(parts / part_name(number))
-            drop = set(dropped.get(number, ()))
-            cut = len(set((truncated or {}).get(number, ())) - drop)
-            if drop:
+            cut = len(set((truncated or {}).get(number, ())) & set(keep))
+            if drop := set(range(len(part.docs))) - set(keep):
                 part = part.without(drop)
             if part.docs:
                 spans = replace(part.spans, chunked=part.chunked, truncated=cut)

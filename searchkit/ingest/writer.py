@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,7 @@ from searchkit.index.segment import (
     read_deletions,
     write_segment,
 )
+from searchkit.index.sharded import is_sharded
 from searchkit.inference.encoder import Encoder
 from searchkit.inference.runtimes import from_manifest
 from searchkit.inference.sparse import splade_for
@@ -43,6 +44,9 @@ from searchkit.ingest.corpus import SkippedLine
 from searchkit.ingest.readers import CorpusSource, as_source
 from searchkit.models import Document
 from searchkit.progress import BuildProgress
+
+if TYPE_CHECKING:
+    from searchkit.ingest.sharded import ShardedWriter
 
 BLOCK_DOCS = 1024  # documents read, embedded and written at a time: bounds memory
 
@@ -153,8 +157,15 @@ class IndexWriter:
         self._state: _State | None = None
 
     @classmethod
-    def open(cls, path: str | Path, *, batch_size: int = 32, progress: bool = False) -> IndexWriter:
-        """Open the index at ``path`` for writing; ``IndexLocked`` if another writer has it."""
+    def open(
+        cls, path: str | Path, *, batch_size: int = 32, progress: bool = False
+    ) -> IndexWriter | ShardedWriter:
+        """Open the index at ``path`` for writing (a ``ShardedWriter``, with the same methods,
+        for a sharded index's parent folder); ``IndexLocked`` if another writer has it."""
+        if is_sharded(path):
+            from searchkit.ingest.sharded import ShardedWriter
+
+            return ShardedWriter(path, batch_size=batch_size, progress=progress)
         return cls(path, batch_size=batch_size, progress=progress)
 
     def close(self) -> None:
