@@ -5,11 +5,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_records, write_jsonl
+from conftest import REPO, tiny_records, write_jsonl
 from typer.testing import CliRunner
 
 from searchkit import (
@@ -24,6 +25,7 @@ from searchkit import (
 from searchkit.analysis import get_analyzer
 from searchkit.cli import app
 from searchkit.index.lexical import bm25_query_terms
+from searchkit.index.sharded import ShardedManifest, ShardEntry, commit_sharded, generation
 
 GARDEN = {
     "_id": "garden",
@@ -271,3 +273,114 @@ def test_splade_first_stage_kept_in_step(tmp_path):
         h.id != "blackhole" for h in s.search("black hole", k=13, rerank=False, mode="lexical")
     )
     assert s.search("what makes sourdough rise", k=1, rerank=False)[0].id == "sourdough"
+
+
+def build_sharded(tmp_path: Path, recs: list[dict], shards: int, name: str, **options) -> Path:
+    """``recs`` as a sharded index built here without Ray: record i in shard i % ``shards``,
+    each an ordinary index ``build_index`` writes, under a parent manifest."""
+    staging = tmp_path / f".{name}.build"
+    built = []
+    for n in range(shards):
+        part = write_jsonl(tmp_path / f"{name}-{n}.jsonl", recs[n::shards])
+        entry = ShardEntry(f"shard-{n:04d}", f"shards/{generation(1)}/shard-{n:04d}", 0)
+        m = build_index(part, staging / entry.path, progress=False, **options).manifest
+        built.append((replace(entry, documents=m.documents), m))
+    manifest = ShardedManifest.create(staging, 1, built, corpus=built[0][1].corpus)
+    commit_sharded(staging, tmp_path / name, manifest, replace=False)
+    return tmp_path / name
+
+
+def hits_of(searcher: Searcher, queries: list[str], **search) -> list[list[tuple[str, float]]]:
+    found = searcher.search_batch(queries, rerank=False, **search)
+    return [[(h.id, h.score) for h in hits] for hits in found]
+
+
+def assert_same_hits(a: list, b: list, atol: float) -> None:
+    """The same scores, and the same ids in the same order up to ties (scores within ``atol``;
+    a tie cut by ``k`` at the end of a list may hold different ids)."""
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose([s for _, s in x], [s for _, s in y], atol=atol)
+        tx, ty = _ties(x, atol), _ties(y, atol)
+        assert len(tx) == len(ty) and tx[:-1] == ty[:-1]
+
+
+def _ties(hits: list[tuple[str, float]], atol: float) -> list[set[str]]:
+    runs: list[tuple[float, set[str]]] = []
+    for doc, score in hits:
+        if runs and abs(runs[-1][0] - score) <= atol:
+            runs[-1][1].add(doc)
+        else:
+            runs.append((score, {doc}))
+    return [ids for _, ids in runs]
+
+
+SHARD_QUERIES = [*QUERIES, "tides moon", "ocean gravity", "compost soil roses"]
+
+
+@pytest.fixture(scope="module")
+def shard_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The test corpus as one exact index and as a sharded one of 3 exact shards."""
+    root = tmp_path_factory.mktemp("shards")
+    options = {"backend": "exact", "language": "en"}
+    one = build(root, records(), "one", **options)
+    return one, build_sharded(root, records(), 3, "many", **options)
+
+
+@pytest.mark.slow
+def test_sharded_bm25_scores_equal_one_index(shard_pair):
+    one, many = (Searcher.open(p) for p in shard_pair)
+    assert many.manifest.lexical == one.manifest.lexical and many.manifest.language == "en"
+    # the statistics are the whole index's: each shard's document frequencies add up
+    terms = [bm25_query_terms(q, one.analyzer) for q in SHARD_QUERIES]
+    whole = one.stage.term_stats(terms)
+    summed = [sum(q[1:], q[0]) for q in zip(*many.stage._shards.term_stats(terms), strict=True)]
+    for a, b in zip(whole, summed, strict=True):
+        assert (a.documents, a.length, a.df.tolist()) == (b.documents, b.length, b.df.tolist())
+    # every matching document (k covers the corpus), with the same score to 1e-6
+    a = hits_of(one, SHARD_QUERIES, k=len(records()), mode="lexical")
+    b = hits_of(many, SHARD_QUERIES, k=len(records()), mode="lexical")
+    assert all(a) and a != hits_of(Searcher.open(many.path / "shards/v000001/shard-0000"),
+                                   SHARD_QUERIES, k=len(records()), mode="lexical")  # fmt: skip
+    assert_same_hits(a, b, atol=1e-6)
+    assert_same_hits(hits_of(one, SHARD_QUERIES, k=3, mode="lexical"),
+                     hits_of(many, SHARD_QUERIES, k=3, mode="lexical"), atol=1e-6)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_sharded_index_is_hybrid_by_default_like_one_index(shard_pair):
+    one, many = (Searcher.open(p) for p in shard_pair)
+    assert many.search("tides", k=1, rerank=False).mode == "hybrid"
+    # the shards embed their documents in other batches: the int8 encoder's vectors differ by
+    # rounding (cosines by ~1e-5), which the weighted fusion's min-max normalization magnifies
+    tolerance = {"hybrid": 1e-4, "dense": 1e-4, "lexical": 1e-6}
+    for mode, atol in tolerance.items():
+        for k in (1, 5, len(records())):
+            a = hits_of(one, SHARD_QUERIES, k=k, mode=mode)
+            assert_same_hits(a, hits_of(many, SHARD_QUERIES, k=k, mode=mode), atol)
+    for where in ("year >= 2003 and year < 2009", {"topic": "tides"}):
+        a = hits_of(one, SHARD_QUERIES, k=5, where=where)
+        assert_same_hits(a, hits_of(many, SHARD_QUERIES, k=5, where=where), atol=1e-4)
+    for fusion in ("rrf", "weighted"):
+        a = hits_of(one, SHARD_QUERIES, k=5, fusion=fusion)
+        assert_same_hits(a, hits_of(many, SHARD_QUERIES, k=5, fusion=fusion), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_chinese_sharded_index_scores_with_the_zh_analyzer(tmp_path):
+    lines = (REPO / "corpora/zh-shop/corpus.jsonl").read_text(encoding="utf-8").splitlines()
+    recs = [json.loads(line) for line in lines[:60]]
+    queries = ["iPhone 15 电池续航", "无线充电", "售价多少", "小米手环"]
+    user_dict = tmp_path / "words.txt"
+    user_dict.write_text("超视网膜\n仿生芯片\n", encoding="utf-8")
+    options = {"backend": "exact", "model": "all-MiniLM-L6-v2", "user_dict": user_dict}
+    one = Searcher.open(build(tmp_path, recs, "one", **options))
+    many = Searcher.open(build_sharded(tmp_path, recs, 2, "many", **options))
+    assert many.manifest.language == "zh"  # detected, as for the plain build
+    assert many.manifest.lexical.analyzer == one.manifest.lexical.analyzer
+    assert many.manifest.lexical.analyzer["name"] == "zh"
+    assert many.analyzer.tokens(["超视网膜"]) == one.analyzer.tokens(["超视网膜"])
+    assert "超视网膜" in many.analyzer.tokens(["超视网膜"])[0]  # the user dictionary's word
+    a = hits_of(one, [*queries, "超视网膜"], k=len(recs), mode="lexical")
+    assert all(a)
+    assert_same_hits(a, hits_of(many, [*queries, "超视网膜"], k=len(recs), mode="lexical"), 1e-6)
+    assert_same_hits(hits_of(one, queries, k=5), hits_of(many, queries, k=5), atol=1e-5)

@@ -18,10 +18,12 @@ import numpy as np
 import pyarrow as pa
 
 from searchkit.errors import InvalidParameter, SearchkitError
+from searchkit.index.lexical import Terms, TermStats
+from searchkit.models import Document, Passage
 from searchkit.options import SearchOptions
 from searchkit.query.filters import Filter
 from searchkit.query.plain import PlainIndex
-from searchkit.query.stage import Candidates
+from searchkit.query.stage import QueryBatch, Ranked
 
 try:
     import ray
@@ -85,10 +87,23 @@ class _ShardServer:
     def ids(self) -> list[str]:
         return self.shard.ids()
 
-    def candidates(
-        self, vectors: np.ndarray, depth: int, flt: Filter | None, options: SearchOptions
-    ) -> Candidates:
-        return self.shard.dense_candidates(vectors, depth, flt, options)
+    def term_stats(self, terms: Sequence[Terms]) -> list[TermStats]:
+        return self.shard.term_stats(terms)
+
+    def ranked(
+        self,
+        batch: QueryBatch,
+        depth: int,
+        flt: Filter | None,
+        options: SearchOptions,
+        stats: list[TermStats] | None,
+    ) -> Ranked:
+        return self.shard.ranked(batch, depth, flt, options, stats)
+
+    def documents(
+        self, refs: np.ndarray, best: list[dict[int, int]], vectors: np.ndarray | None
+    ) -> tuple[dict[int, Document], list[dict[int, Passage]]]:
+        return self.shard.documents(refs, best, vectors)
 
 
 class RayShards:
@@ -102,8 +117,11 @@ class RayShards:
         self.actors = [server.remote(str(p), verify) for p in paths]
 
     def _all(self, method: str, *args: Any) -> list[Any]:
+        return self._get([getattr(a, method).remote(*args) for a in self.actors])
+
+    def _get(self, refs: list[Any]) -> list[Any]:
         try:
-            return ray.get([getattr(a, method).remote(*args) for a in self.actors])
+            return ray.get(refs)
         except ray.exceptions.RayError as err:
             raise SearchkitError(f"searching the shards failed: {last_line(err)}") from None
 
@@ -113,10 +131,30 @@ class RayShards:
     def ids(self) -> list[list[str]]:
         return self._all("ids")
 
-    def candidates(
-        self, vectors: np.ndarray, depth: int, flt: Filter | None, options: SearchOptions
-    ) -> list[Candidates]:
-        return self._all("candidates", vectors, depth, flt, options)
+    def term_stats(self, terms: Sequence[Terms]) -> list[list[TermStats]]:
+        return self._all("term_stats", terms)
+
+    def ranked(
+        self,
+        batch: QueryBatch,
+        depth: int,
+        flt: Filter | None,
+        options: SearchOptions,
+        stats: list[TermStats] | None,
+    ) -> list[Ranked]:
+        return self._all("ranked", batch, depth, flt, options, stats)
+
+    def documents(
+        self, wanted: Sequence[tuple[np.ndarray, list[dict[int, int]]] | None], vectors: Any
+    ) -> list[Any]:
+        """Only the actors of the shards that have hits are asked."""
+        refs = {
+            s: self.actors[s].documents.remote(*want, vectors)
+            for s, want in enumerate(wanted)
+            if want is not None
+        }
+        found = dict(zip(refs, self._get(list(refs.values())), strict=True))
+        return [found.get(s) for s in range(len(self.actors))]
 
     def close(self) -> None:
         for actor in self.actors:

@@ -1,16 +1,23 @@
 """The first stage of a sharded index: fan the query out to the shards, merge by score.
 
-Each shard is a ``PlainIndex`` (it loads no model) and returns its own top ``depth`` candidates
-for the query vectors (``depth`` is ``k``, or ``max(k, candidates)`` when reranking), so the
-merged top ``depth`` is exactly what one index over the whole corpus returns with an exact
-backend. The shards are searched in threads of this process (``LocalShards``), or by Ray actors
-on the nodes that hold them (``searchkit.distributed.cluster.RayShards``); either way the
-``Searcher`` embeds the query and reranks the merged candidates, once.
+Each shard is a ``PlainIndex`` (it loads no model) and returns its own top ``depth`` by the
+query vectors and by the query terms, before fusion (``PlainIndex.ranked``); the merged lists
+are exactly one index's over the whole corpus for an exact backend. BM25 scores with index-wide
+statistics: the shards' ``TermStats`` for the query terms (live documents, total length,
+document frequencies) are summed first and every shard scores with the sums, so a shard's BM25
+score is the one a single index over all the documents gives, and stays so as documents are
+added or deleted (the statistics come from the shards' current versions, at query time). The
+merged lists are fused as a plain index fuses its own (``Ranked.fused``), and the documents of
+the fused top ``depth`` only are fetched from their shards. The shards are searched in threads
+of this process (``LocalShards``), or by Ray actors on the nodes that hold them
+(``searchkit.distributed.cluster.RayShards``); either way the ``Searcher`` embeds the query and
+reranks the merged candidates, once.
 """
 
 from __future__ import annotations
 
 import functools
+import operator
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,24 +27,38 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from searchkit.errors import CorruptIndex, InvalidParameter
+from searchkit.errors import CorruptIndex
+from searchkit.index.lexical import Terms, TermStats
 from searchkit.index.sharded import ShardedManifest, check_shard_manifests
-from searchkit.models import Document
+from searchkit.models import Document, Passage
 from searchkit.options import SearchOptions
 from searchkit.query.filters import Filter, Where, compile_filter
-from searchkit.query.plain import PlainIndex
-from searchkit.query.stage import Candidates, Fuse, Pool, QueryBatch
+from searchkit.query.plain import PlainIndex, fusion_depth
+from searchkit.query.stage import Candidates, Fuse, QueryBatch, Ranked, pools_of
 from searchkit.query.view import merged_fields
+
+Found = tuple[dict[int, Document], list[dict[int, Passage]]]  # PlainIndex.documents
+Wanted = tuple[np.ndarray, list[dict[int, int]]]  # a shard's refs to fetch, their best passages
 
 
 class Shards(Protocol):
-    """The open shards of an index, wherever they are searched."""
+    """The open shards of an index, wherever they are searched; each call asks every shard
+    (``documents``: the shards that have hits) and returns their answers in shard order."""
 
     def fields(self) -> list[dict[str, pa.DataType]]: ...
     def ids(self) -> list[list[str]]: ...
-    def candidates(
-        self, vectors: np.ndarray, depth: int, flt: Filter | None, options: SearchOptions
-    ) -> list[Candidates]: ...
+    def term_stats(self, terms: Sequence[Terms]) -> list[list[TermStats]]: ...
+    def ranked(
+        self,
+        batch: QueryBatch,
+        depth: int,
+        flt: Filter | None,
+        options: SearchOptions,
+        stats: list[TermStats] | None,
+    ) -> list[Ranked]: ...
+    def documents(
+        self, wanted: Sequence[Wanted | None], vectors: np.ndarray | None
+    ) -> list[Found | None]: ...
     def close(self) -> None: ...
 
 
@@ -55,12 +76,28 @@ class LocalShards:
     def ids(self) -> list[list[str]]:
         return [s.ids() for s in self.shards]
 
-    def candidates(
-        self, vectors: np.ndarray, depth: int, flt: Filter | None, options: SearchOptions
-    ) -> list[Candidates]:
+    def term_stats(self, terms: Sequence[Terms]) -> list[list[TermStats]]:
+        return list(self._pool.map(lambda s: s.term_stats(terms), self.shards))
+
+    def ranked(
+        self,
+        batch: QueryBatch,
+        depth: int,
+        flt: Filter | None,
+        options: SearchOptions,
+        stats: list[TermStats] | None,
+    ) -> list[Ranked]:
         return list(
-            self._pool.map(lambda s: s.dense_candidates(vectors, depth, flt, options), self.shards)
+            self._pool.map(lambda s: s.ranked(batch, depth, flt, options, stats), self.shards)
         )
+
+    def documents(
+        self, wanted: Sequence[Wanted | None], vectors: np.ndarray | None
+    ) -> list[Found | None]:
+        def fetch(shard: PlainIndex, want: Wanted | None) -> Found | None:
+            return None if want is None else shard.documents(*want, vectors)
+
+        return list(self._pool.map(fetch, self.shards, wanted))
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
@@ -151,38 +188,97 @@ class ShardedIndex:
         options: SearchOptions,
         fuse: Fuse,
     ) -> Candidates:
-        """Every shard's top ``depth`` for each query vector, merged by score (shards hold
-        vectors only, so the batch has no terms and there is nothing to ``fuse``)."""
-        if batch.terms is not None or batch.vectors is None:
-            raise InvalidParameter(
-                f"{self.path}: shards hold vectors only; search with mode='dense'", param="mode"
-            )
+        """Every shard's lists for each query (BM25 with index-wide statistics), merged by
+        score and fused as one index's; the documents of the fused top ``depth`` fetched."""
         if where is None or isinstance(where, Filter):
             flt = where
         else:
             flt = compile_filter(where, self._fields)
-        found = self._shards.candidates(batch.vectors, depth, flt, options)
-        return _merge(found, len(batch), depth)
+        stats = None
+        lexical = self._manifest.lexical
+        if batch.terms is not None and lexical is not None and lexical.kind == "bm25":
+            per_shard = self._shards.term_stats(batch.terms)
+            stats = [functools.reduce(operator.add, q) for q in zip(*per_shard, strict=True)]
+        ranked = self._shards.ranked(batch, fusion_depth(batch, depth), flt, options, stats)
+        merged, owners = _merge(ranked)
+        scores, refs = merged.fused(depth, fuse)
+        wanted = _wanted(len(ranked), refs, merged.best_passages(), owners)
+        found = self._shards.documents(wanted, batch.vectors)
+        return _candidates(found, scores, refs, owners)
 
 
-def _merge(found: list[Candidates], queries: int, depth: int) -> Candidates:
-    """Each query's top ``depth`` over all shards by score (ties: shard order), re-numbered so
-    that refs are unique over the shards."""
-    docs: dict[int, Document] = {}
-    pools: list[Pool] = []
-    passages: list[dict[int, Any]] = []
-    for q in range(queries):
-        hits = [
-            (score, s, ref) for s, shard in enumerate(found) for ref, score, _ in shard.pools[q]
+def _merge(ranked: list[Ranked]) -> tuple[Ranked, list[tuple[int, int]]]:
+    """The shards' lists merged by score (ties: shard order), as one index's, with refs
+    numbered over the shards: ref ``g`` is row ``owners[g]`` (shard, its ref). Best passage
+    refs stay the shard's own."""
+    owners: list[tuple[int, int]] = []
+    numbers: dict[tuple[int, int], int] = {}
+
+    def merged(lists: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+        width = lists[0][0].shape[1]
+        scores = np.concatenate([x[0] for x in lists], axis=1)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :width]
+        shard = np.concatenate([np.full(x[1].shape, s) for s, x in enumerate(lists)], axis=1)
+        shard, *rest = (np.take_along_axis(a, order, 1) for a in (shard, *_columns(lists)))
+        refs = np.full(rest[0].shape, -1, dtype=np.int64)
+        for (q, j), ref in np.ndenumerate(rest[0]):
+            if ref >= 0:
+                key = (int(shard[q, j]), int(ref))
+                if key not in numbers:
+                    numbers[key] = len(owners)
+                    owners.append(key)
+                refs[q, j] = numbers[key]
+        return (np.take_along_axis(scores, order, 1), refs, *rest[1:])
+
+    dense = [r.dense for r in ranked]
+    lexical = [r.lexical for r in ranked]
+    out = Ranked(
+        merged(dense) if dense[0] is not None else None,  # type: ignore[arg-type]
+        merged(lexical) if lexical[0] is not None else None,  # type: ignore[arg-type]
+    )
+    return out, owners
+
+
+def _columns(lists: list[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
+    """Each list's columns after the scores (refs, and passage refs for the dense list),
+    concatenated over the shards."""
+    return [np.concatenate([x[i] for x in lists], axis=1) for i in range(1, len(lists[0]))]
+
+
+def _wanted(
+    count: int, refs: np.ndarray, best: list[dict[int, int]], owners: list[tuple[int, int]]
+) -> list[Wanted | None]:
+    """What each of ``count`` shards fetches for the fused list ``refs`` (None: nothing): its
+    refs in their places (-1 elsewhere), and per query their best passages."""
+    local = np.full((count, *refs.shape), -1, dtype=np.int64)
+    for (q, j), ref in np.ndenumerate(refs):
+        if ref >= 0:
+            shard, row = owners[ref]
+            local[shard, q, j] = row
+    wanted: list[Wanted | None] = []
+    for shard in range(count):
+        mine = [
+            {owners[g][1]: p for g, p in per_query.items() if owners[g][0] == shard}
+            for per_query in best
         ]
-        hits.sort(key=lambda hit: -hit[0])  # stable: ties keep shard order
-        pool, best = [], {}
-        for rank, (score, s, ref) in enumerate(hits[:depth], 1):
-            new = len(docs)
-            docs[new] = found[s].docs[ref]
-            if found[s].passages and ref in found[s].passages[q]:
-                best[new] = found[s].passages[q][ref]
-            pool.append((new, score, rank))
-        pools.append(pool)
-        passages.append(best)
-    return Candidates(pools, docs, passages)
+        wanted.append((local[shard], mine) if (local[shard] >= 0).any() else None)
+    return wanted
+
+
+def _candidates(
+    found: list[Found | None], scores: np.ndarray, refs: np.ndarray, owners: list[tuple[int, int]]
+) -> Candidates:
+    """The fused list's candidates from what each shard fetched, keyed by the merged refs."""
+    docs: dict[int, Document] = {}
+    passages: list[dict[int, Passage]] = [{} for _ in range(len(refs))]
+    for q, row_refs in enumerate(refs.tolist()):
+        for ref in row_refs:
+            if ref < 0:
+                continue
+            shard, row = owners[ref]
+            got = found[shard]
+            assert got is not None
+            docs[ref] = got[0][row]
+            if row in got[1][q]:
+                passages[q][ref] = got[1][q][row]
+    return Candidates(pools_of(scores, refs), docs, passages)

@@ -15,7 +15,9 @@ segment: they are computed at query time over the live documents of every segmen
 does not depend on how the index is split into segments (adds, compact) nor on deleted
 documents, and with the ``en`` analyzer equals bm25s's (``method="lucene"``, k1=1.5, b=0.75,
 English stopwords and Snowball stemmer) over the same live corpus. Lucene also uses index-wide
-statistics, but counts deleted documents until a merge.
+statistics, but counts deleted documents until a merge. A sharded index sums each shard's
+``TermStats`` for a query's terms and scores every shard with the sums, so its scores equal
+one index's over the same documents.
 """
 
 from __future__ import annotations
@@ -197,6 +199,22 @@ def _joined(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class TermStats:
+    """BM25's statistics for one query's terms: live documents, their total length (in terms),
+    and each term's document frequency. Added over the shards of an index, they are the whole
+    index's."""
+
+    documents: int
+    length: int
+    df: np.ndarray  # int64, one per query term
+
+    def __add__(self, other: TermStats) -> TermStats:
+        return TermStats(
+            self.documents + other.documents, self.length + other.length, self.df + other.df
+        )
+
+
 class SparseRetriever:
     """The sparse first stage over the segments of one version.
 
@@ -218,20 +236,25 @@ class SparseRetriever:
         self.documents = sum(
             len(p) if m is None else int(m.sum()) for p, m in zip(postings, live, strict=True)
         )
-        total = sum(
+        self.length = sum(
             int(p.lengths.sum() if m is None else p.lengths[m].sum())
             for p, m in zip(postings, live, strict=True)
         )
-        self.avg_length = total / max(self.documents, 1)
 
-    def scores(self, terms: Terms) -> list[np.ndarray]:
-        """Per segment, every row's score for one query's terms (0: no term matched)."""
+    def scores(self, terms: Terms, stats: TermStats | None = None) -> list[np.ndarray]:
+        """Per segment, every row's score for one query's terms (0: no term matched); BM25
+        weighs them by ``stats`` (default: this index's own, ``term_stats``)."""
         keys, weights = terms
-        if self.config.kind == "bm25":
-            weights = weights * self._idf(keys)
-        return [self._segment(p, keys, weights) for p in self.postings]
+        if self.config.kind != "bm25":
+            return [self._segment(p, keys, weights, 0.0) for p in self.postings]
+        stats = stats if stats is not None else self.term_stats(keys)
+        weights = weights * _idf(stats)
+        avg_length = stats.length / max(stats.documents, 1)
+        return [self._segment(p, keys, weights, avg_length) for p in self.postings]
 
-    def _segment(self, p: Postings, keys: Sequence[Any], weights: np.ndarray) -> np.ndarray:
+    def _segment(
+        self, p: Postings, keys: Sequence[Any], weights: np.ndarray, avg_length: float
+    ) -> np.ndarray:
         out = np.zeros(len(p), dtype=np.float32)
         cols, found = p.columns(keys)
         bm25 = self.config.kind == "bm25"
@@ -239,18 +262,23 @@ class SparseRetriever:
         for col, weight in zip(cols.tolist(), weights[found].tolist(), strict=True):
             rows, values = p.column(col)
             if bm25:  # Lucene's term frequency part, as bm25s method="lucene"
-                norm = k1 * (1 - b + b * p.lengths[rows] / max(self.avg_length, 1e-9))
+                norm = k1 * (1 - b + b * p.lengths[rows] / max(avg_length, 1e-9))
                 values = values / (values + norm)
             out[rows] += weight * values
         return out
 
-    def _idf(self, tokens: Sequence[str]) -> np.ndarray:
-        """Lucene's idf of each token over the live documents: log(1 + (N - df + .5)/(df + .5))."""
-        n = self.documents
-        df = np.zeros(len(tokens))
+    def term_stats(self, tokens: Sequence[str]) -> TermStats:
+        """The live documents, their total length and each token's document frequency."""
+        df = np.zeros(len(tokens), dtype=np.int64)
         for p, live in zip(self.postings, self.live, strict=True):
             cols, found = p.columns(tokens)
             for col, i in zip(cols.tolist(), found.tolist(), strict=True):
                 rows, _ = p.column(col)
                 df[i] += len(rows) if live is None else int(np.count_nonzero(live[rows]))
-        return np.asarray([math.log(1 + (n - d + 0.5) / (d + 0.5)) for d in df])
+        return TermStats(self.documents, self.length, df)
+
+
+def _idf(stats: TermStats) -> np.ndarray:
+    """Lucene's idf of each token over the live documents: log(1 + (N - df + .5)/(df + .5))."""
+    n = stats.documents
+    return np.asarray([math.log(1 + (n - d + 0.5) / (d + 0.5)) for d in stats.df.tolist()])

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from searchkit.errors import IncompatibleIndex, InvalidParameter
+from searchkit.index.lexical import Terms, TermStats
 from searchkit.index.manifest import Manifest
+from searchkit.models import Document, Passage
 from searchkit.options import SearchOptions
 from searchkit.query import timing
 from searchkit.query.filters import Filter, Where
-from searchkit.query.stage import Candidates, Fuse, QueryBatch
+from searchkit.query.stage import Candidates, Fuse, QueryBatch, Ranked, pools_of
 from searchkit.query.view import View, merged_fields, open_view
 
 # Hybrid fuses each first stage's top max(this, depth): the two top-100 lists, as the standard
@@ -84,42 +87,50 @@ class PlainIndex:
     ) -> Candidates:
         """The dense list (a document scores as its best passage), the lexical one, or both
         fused; the documents are fetched once, for the fused top ``depth`` only."""
+        ranked = self.ranked(batch, fusion_depth(batch, depth), where, options)
+        scores, refs = ranked.fused(depth, fuse)
+        docs, passages = self.documents(refs, ranked.best_passages(), batch.vectors)
+        return Candidates(pools_of(scores, refs), docs, passages)
+
+    def ranked(
+        self,
+        batch: QueryBatch,
+        depth: int,
+        where: Where | Filter | None,
+        options: SearchOptions,
+        stats: Sequence[TermStats] | None = None,
+    ) -> Ranked:
+        """Each query's top ``depth`` by the vectors and by the terms (with a sharded index's
+        BM25 ``stats``, default this index's own), before fusion; no document is read."""
         view = self.view
         allowed = view.allowed(where)
-        hybrid = batch.vectors is not None and batch.terms is not None
-        first = max(depth, FUSION_DEPTH) if hybrid else depth
-        lists, best = [], []
+        ranked = Ranked()
         if batch.vectors is not None:
-            *dense, prefs = view.retrieve_passages(
-                batch.vectors, first, allowed, options.backend_options
+            ranked.dense = view.retrieve_passages(
+                batch.vectors, depth, allowed, options.backend_options
             )
-            lists.append(tuple(dense))
-            best = [
-                dict(zip(r.tolist(), p.tolist(), strict=True))
-                for r, p in zip(dense[1], prefs, strict=True)
-            ]
         if batch.terms is not None:
-            lists.append(view.retrieve_lexical(batch.terms, first, allowed))
-        scores, refs = lists[0] if len(lists) == 1 else fuse(lists, depth)
+            ranked.lexical = view.retrieve_lexical(batch.terms, depth, allowed, stats)
+        return ranked
+
+    def documents(
+        self, refs: np.ndarray, best: Sequence[dict[int, int]], vectors: np.ndarray | None
+    ) -> tuple[dict[int, Document], list[dict[int, Passage]]]:
+        """The documents of the hits ``refs`` (queries, n) and each query's best passages of
+        them (``View.passages``)."""
         with timing.stage("fetch"):
-            docs = view.fetch(refs)
-        pools = [
-            [
-                (int(r), float(s), rank)
-                for rank, (r, s) in enumerate(zip(rr, ss, strict=True), 1)
-                if r >= 0
-            ]
-            for rr, ss in zip(refs, scores, strict=True)
-        ]
-        refs_of = [[r for r, _, _ in pool] for pool in pools]
-        return Candidates(pools, docs, view.passages(refs_of, best, batch.vectors, docs))
+            docs = self.view.fetch(refs)
+        wanted = [[r for r in row.tolist() if r >= 0] for row in refs]
+        return docs, self.view.passages(wanted, best, vectors, docs)
 
-    def dense_candidates(
-        self, vectors: np.ndarray, depth: int, flt: Filter | None, options: SearchOptions
-    ) -> Candidates:
-        """The dense candidates alone: what a shard of a sharded index answers."""
-        return self.candidates(QueryBatch(vectors, None), depth, flt, options, _one_list)
+    def term_stats(self, terms: Sequence[Terms]) -> list[TermStats]:
+        """Each query's BM25 statistics over this index (``SparseRetriever.term_stats``)."""
+        sparse = self.view.sparse
+        assert sparse is not None and sparse.config.kind == "bm25"
+        return [sparse.term_stats(keys) for keys, _ in terms]
 
 
-def _one_list(lists: object, depth: int) -> tuple[np.ndarray, np.ndarray]:
-    raise AssertionError("a dense search has one list: nothing to fuse")
+def fusion_depth(batch: QueryBatch, depth: int) -> int:
+    """How deep each list goes: ``FUSION_DEPTH`` at least when two lists are fused."""
+    hybrid = batch.vectors is not None and batch.terms is not None
+    return max(depth, FUSION_DEPTH) if hybrid else depth

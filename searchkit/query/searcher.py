@@ -24,7 +24,8 @@ from searchkit.errors import (
 )
 from searchkit.index.lexical import Terms, bm25_query_terms, index_analyzer
 from searchkit.index.manifest import Manifest
-from searchkit.index.sections import EncoderSection, LexicalSection
+from searchkit.index.sections import EncoderSection
+from searchkit.index.sharded import analysis_root
 from searchkit.inference.encoder import Encoder
 from searchkit.inference.reranker import Reranker
 from searchkit.inference.runtimes import Runtime, from_manifest
@@ -86,7 +87,7 @@ class Searcher:
             reranker or m.reranker, runtime=reranker_runtime, max_tokens=rerank_max_tokens
         )
         self.splade = splade_for(m.lexical)
-        self.analyzer = _bm25_analyzer(m.lexical, self.path)
+        self.analyzer = _bm25_analyzer(m, self.path)
         self._reranker_missing = False
         self._queries = QueryCache(query_cache)
 
@@ -123,7 +124,7 @@ class Searcher:
             return False
         if self.manifest.lexical != lexical:
             self.splade = splade_for(self.manifest.lexical)
-            self.analyzer = _bm25_analyzer(self.manifest.lexical, self.path)
+            self.analyzer = _bm25_analyzer(self.manifest, self.path)
         return True
 
     def close(self) -> None:
@@ -209,13 +210,6 @@ class Searcher:
         if mode not in MODES:
             raise InvalidParameter(
                 f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}", param="mode"
-            )
-        if mode != "dense" and not lexical and getattr(self.manifest, "kind", None) == "sharded":
-            raise InvalidParameter(
-                f"{self.path} is a sharded index, which holds vectors only, so mode {mode!r} "
-                'cannot run; search it with mode="dense", or build the index without Ray for '
-                "lexical or hybrid search",
-                param="mode",
             )
         if mode != "dense" and not lexical:
             raise InvalidParameter(
@@ -389,6 +383,9 @@ def _check_args(queries: Sequence[str], k: int) -> None:
         raise InvalidParameter(f"k must be at least 1, got {k}", param="k")
 
 
-def _bm25_analyzer(lexical: LexicalSection | None, path: Path) -> Analyzer | None:
+def _bm25_analyzer(manifest: Manifest, path: Path) -> Analyzer | None:
     """The analyzer of a BM25 index's queries (None: no BM25 terms)."""
-    return index_analyzer(lexical, path) if lexical and lexical.kind == "bm25" else None
+    lexical = manifest.lexical
+    if not lexical or lexical.kind != "bm25":
+        return None
+    return index_analyzer(lexical, analysis_root(path, manifest))

@@ -28,7 +28,15 @@ from searchkit.models import Document, Passage
 from searchkit.options import SearchOptions
 from searchkit.query.filters import Filter, Where
 
-__all__ = ["Candidates", "FirstStage", "Pool", "QueryBatch", "open_stage", "verify_index"]
+__all__ = [
+    "Candidates",
+    "FirstStage",
+    "Pool",
+    "QueryBatch",
+    "Ranked",
+    "open_stage",
+    "verify_index",
+]
 
 Pool = list[tuple[int, float, int]]  # (ref, retrieval score, retrieval rank) per candidate
 Fuse = Callable[..., tuple[np.ndarray, np.ndarray]]  # searchkit.query.fusion.Fuse
@@ -53,6 +61,42 @@ class Candidates:
     pools: list[Pool]
     docs: dict[int, Document]
     passages: list[dict[int, Passage]] = field(default_factory=list)
+
+
+@dataclass
+class Ranked:
+    """A first stage's ranked lists before fusion, each query's best first, padded with -inf
+    and -1: the dense list (scores, refs, refs of the documents' best passages) and the lexical
+    one (scores, refs); None for a list the mode does not run."""
+
+    dense: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    lexical: tuple[np.ndarray, np.ndarray] | None = None
+
+    def fused(self, depth: int, fuse: Fuse) -> tuple[np.ndarray, np.ndarray]:
+        """The one list (scores, refs) of the mode: dense, lexical, or both joined by ``fuse``."""
+        lists = [x for x in (self.dense and self.dense[:2], self.lexical) if x is not None]
+        return lists[0] if len(lists) == 1 else fuse(lists, depth)
+
+    def best_passages(self) -> list[dict[int, int]]:
+        """Per query, each dense hit's best passage (ref -> passage ref)."""
+        if self.dense is None:
+            return []
+        _, refs, prefs = self.dense
+        return [
+            dict(zip(r.tolist(), p.tolist(), strict=True)) for r, p in zip(refs, prefs, strict=True)
+        ]
+
+
+def pools_of(scores: np.ndarray, refs: np.ndarray) -> list[Pool]:
+    """Per query, the (ref, score, rank) of a list's hits (the -1 padding left out)."""
+    return [
+        [
+            (int(r), float(s), rank)
+            for rank, (r, s) in enumerate(zip(rr, ss, strict=True), 1)
+            if r >= 0
+        ]
+        for rr, ss in zip(refs, scores, strict=True)
+    ]
 
 
 class FirstStage(Protocol):

@@ -22,7 +22,7 @@ from searchkit.backends.base import pad, search_params
 from searchkit.backends.exact import top_k
 from searchkit.backends.rescore import search_rescored
 from searchkit.errors import CorruptIndex
-from searchkit.index.lexical import SparseRetriever, Terms
+from searchkit.index.lexical import SparseRetriever, Terms, TermStats
 from searchkit.index.manifest import Manifest
 from searchkit.index.segment import Segment, entry_parts, read_deletions
 from searchkit.models import Document, Passage
@@ -124,14 +124,21 @@ class View:
         return SparseRetriever(self.manifest.lexical, postings, [s.live for s in self.segments])
 
     def retrieve_lexical(
-        self, terms: Sequence[Terms], depth: int, allowed: list[np.ndarray | None]
+        self,
+        terms: Sequence[Terms],
+        depth: int,
+        allowed: list[np.ndarray | None],
+        stats: Sequence[TermStats] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The top ``depth`` (scores, refs) by lexical score; rows no term matched are left out."""
+        """The top ``depth`` (scores, refs) by lexical score; rows no term matched are left out.
+        ``stats``: each query's BM25 statistics over a whole sharded index (default: this
+        version's own)."""
         assert self.sparse is not None
         scores = np.full((len(terms), depth), -np.inf)
         refs = np.full((len(terms), depth), -1, dtype=np.int64)
         for q, query in enumerate(terms):
-            top_scores, top_refs = _lexical_top(self.sparse.scores(query), allowed, depth)
+            weighed = self.sparse.scores(query, stats[q] if stats is not None else None)
+            top_scores, top_refs = _lexical_top(weighed, allowed, depth)
             scores[q, : len(top_refs)], refs[q, : len(top_refs)] = top_scores, top_refs
         return scores, refs
 
