@@ -6,17 +6,27 @@ Layout::
       manifest.json                       kind "sharded": the shards, every file, the counts
       shards/v000001/shard-0000/          an ordinary searchkit index (manifest, segments/)
       shards/v000001/shard-0001/ ...
+      shards/v000003/shard-0001/          shard-0001 as changed by parent version 3
 
 The parent manifest is written last, atomically, once every shard is complete; it records the
-sha256 of each shard's files, so checking it checks everything. ``v000001`` is the parent's
-version: replacing the index (``--force``) writes the next version's shards beside the old
-ones, switches the parent manifest, then removes the old ones. ``Searcher.open`` on a parent
-returns a ``ShardedSearcher`` (see ``searchkit.distributed.fanout``). Shards are written by
-``searchkit.distributed.ingest`` and cannot be changed in place yet (add, delete, compact).
+sha256 of each shard's files, so checking it checks everything. ``v000001`` is the parent
+version that wrote a shard folder; once the parent names a folder, the folder never changes.
+A change (``searchkit.ingest.sharded.ShardedWriter``) writes each shard it touches as a new
+folder of the next parent version (the old folder's files hard-linked, then changed by an
+ordinary ``IndexWriter``), switches the parent manifest, which pins each shard's folder and
+version, then removes the folders it no longer names; replacing the index (``--force``) writes
+every shard anew the same way. A reader opens the folders the parent pins, so it sees the
+whole of a change or none of it. ``Searcher.open`` on a parent returns a ``ShardedSearcher``
+(see ``searchkit.distributed.fanout``).
+
+Documents are placed by ``Routing``: a stable hash of the id picks its shard, so a writer
+knows where an id lives. Indexes written before it (block placement, ``routing`` null) can be
+searched but not changed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -44,16 +54,36 @@ from searchkit.index.segment import Block as Embedded
 from searchkit.index.segment import VectorSpec, write_segment
 
 SHARDS = "shards"
+# the routing scheme: the first 8 bytes of the blake2b digest of the UTF-8 id, big-endian, modulo
+# the shard count; a new scheme gets a new name, so an index never changes its placement silently
+HASH_SCHEME = "blake2b-8"
+HASH_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Where each id lives: shard ``hash(id) % shards`` by ``scheme`` (version ``version``)."""
+
+    shards: int
+    scheme: str = HASH_SCHEME
+    version: int = HASH_VERSION
+
+    def shard_of(self, doc_id: str) -> int:
+        """The position of the shard that holds (or will hold) ``doc_id``."""
+        digest = hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8).digest()
+        return int.from_bytes(digest, "big") % self.shards
 
 
 @dataclass(frozen=True)
 class ShardEntry:
-    """One shard: an ordinary index at ``path`` (relative to the parent) and its corpus blocks."""
+    """One shard: an ordinary index at ``path`` (relative to the parent), at its manifest
+    ``version`` (pinned: a reader checks it), and for block placement its corpus blocks."""
 
     name: str
     path: str
     documents: int
     blocks: list[int] = field(default_factory=list)
+    version: int = 1
 
 
 @dataclass(frozen=True)
@@ -63,12 +93,14 @@ class ShardedManifest(Manifest):
     It has every field of ``Manifest``, about the whole index: ``documents`` over all shards,
     ``segments`` named ``shard-0000/s000001``, and ``files`` holding every file of every shard
     (and each shard's manifest.json), with paths relative to the parent. ``shards`` lists the
-    shard folders; ``ingest`` says how the index was built (workers, blocks, seconds).
+    shard folders; ``ingest`` says how the index was built (workers, blocks, seconds);
+    ``routing`` where each id lives (None: placed by corpus blocks, an index that cannot change).
     """
 
     kind: str = SHARDED
     shards: list[ShardEntry] = field(default_factory=list)
     ingest: dict[str, Any] = field(default_factory=dict)
+    routing: Routing | None = None
 
     @classmethod
     def read(cls, folder: str | Path) -> ShardedManifest:
@@ -77,7 +109,9 @@ class ShardedManifest(Manifest):
             raise IncompatibleIndex(f"{folder} is not a sharded index")
         manifest = super().read(folder)
         try:
-            return replace(manifest, shards=[ShardEntry(**s) for s in manifest.shards])
+            routing = manifest.routing and Routing(**manifest.routing)  # type: ignore[arg-type]
+            shards = [ShardEntry(**s) for s in manifest.shards]  # type: ignore[arg-type]
+            return replace(manifest, shards=shards, routing=routing)
         except TypeError as err:
             raise CorruptIndex(
                 f"{folder}: malformed shard list ({err}); rebuild the index"
@@ -105,13 +139,14 @@ class ShardedManifest(Manifest):
             reranker=first.reranker,
             backend=replace(first.backend, params=common),
             documents=sum(m.documents for _, m in shards),
+            deleted=sum(m.deleted for _, m in shards),
             chunking=first.chunking,
             lexical=first.lexical,
             language=first.language,
             files=files,
             searchkit_version=__version__,
             segments=segments,
-            shards=[e for e, _ in shards],
+            shards=[replace(e, documents=m.documents, version=m.version) for e, m in shards],
             **fields,
         )
 
@@ -229,27 +264,42 @@ def commit_sharded(staging: Path, out: Path, manifest: ShardedManifest, replace:
 
 
 def collect_garbage(out: Path, manifest: ShardedManifest) -> None:
-    """Remove what the parent manifest does not name: older shard generations, the segments of
-    a plain index it replaced, temporary files. Only the lock holder may call this."""
-    gen = generation(manifest.version)
+    """Remove what the parent manifest does not name: shard folders of older versions or of a
+    change killed before its switch, the segments of a plain index it replaced, temporary
+    files. Only the lock holder may call this."""
     for path in out.iterdir():
         if path.name not in (MANIFEST, SHARDS):
             remove(path)
-    for path in (out / SHARDS).iterdir():
-        if path.name != gen:
-            remove(path)
+    named = {Path(s.path) for s in manifest.shards}
+    generations = {p.parent for p in named}
+    shards = out / SHARDS
+    if not shards.is_dir():
+        return
+    for gen in shards.iterdir():
+        if gen.relative_to(out) not in generations:
+            remove(gen)
+            continue
+        for path in gen.iterdir():  # other shards' folders of that version, lock files
+            if path.relative_to(out) not in named:
+                remove(path)
+    fsync_dir(shards)
     fsync_dir(out)
 
 
 def check_shard_manifests(path: Path, manifest: ShardedManifest, checksums: bool) -> None:
-    """Every file the parent names exists with its size; each shard's manifest.json has its
-    recorded sha256 too when ``checksums`` (each shard checks its own files' sha256)."""
+    """Every file the parent names exists with its size, each shard is at the version the
+    parent pins, and each shard's manifest.json has its recorded sha256 too when ``checksums``
+    (each shard checks its own files' sha256)."""
     manifest.verify(path, checksums=False)
-    if not checksums:
-        return
     for shard in manifest.shards:
         entry = manifest.files[f"{shard.name}/manifest"]
-        if sha256_file(path / entry.path) != entry.sha256:
+        if checksums and sha256_file(path / entry.path) != entry.sha256:
             raise CorruptIndex(
                 f"{path / entry.path}: shard manifest checksum mismatch; rebuild the index"
+            )
+        found = Manifest.read(path / shard.path).version
+        if found != shard.version:
+            raise CorruptIndex(
+                f"{path / shard.path}: shard {shard.name} is at version {found}, the parent "
+                f"manifest pins version {shard.version}; rebuild the index"
             )
