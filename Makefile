@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine:
-#   make demo   builds a virtualenv, writes the sample corpus, indexes it and queries it
-#   make test   builds the same virtualenv and runs lint, the docs site build and the test suite
+#   make demo   builds a virtualenv with the lean set, writes the sample corpus, indexes and queries it
+#   make test   adds the test, bench and docs extras, runs lint, the docs site build and the tests
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -14,25 +14,36 @@ ZH_INDEX := indexes/zh-shop
 RERANKER ?= $(wildcard ../shared/models/reranker)
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install demo test lint docs clean
+.PHONY: install install-lean demo test lint docs clean
 
+# Two install sets in one virtualenv, each with its stamp: the lean one (what indexing and
+# querying need: the core dependencies, which include the default openvino-int8 runtime, and the
+# offline models) for `make demo`; the full one (tests, benchmarks, Ray, the server, training,
+# docs on top) for `make test`. torch's CPU wheel goes first and constrains everything else.
+PIP := $(BIN)/python -m pip
+TORCH := -c requirements/torch-cpu.txt
+install-lean: $(VENV)/.lean
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml requirements/torch-cpu.txt requirements/no-deps.txt
+$(VENV)/.lean: pyproject.toml requirements/torch-cpu.txt requirements/no-deps.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install -r requirements/torch-cpu.txt
-	$(BIN)/python -m pip install -c requirements/torch-cpu.txt -e ".[offline,test,bench,docs]"
-	$(BIN)/python -m pip install --no-deps -r requirements/no-deps.txt
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install -r requirements/torch-cpu.txt
+	$(PIP) install $(TORCH) -e ".[offline]"
+	$(PIP) install --no-deps -r requirements/no-deps.txt
 	touch $@
 
-$(SAMPLE)/corpus.jsonl: scripts/make_sample_corpus.py | install
+$(VENV)/.installed: $(VENV)/.lean
+	$(PIP) install $(TORCH) -e ".[offline,test,bench,docs]"
+	touch $@
+
+$(SAMPLE)/corpus.jsonl: scripts/make_sample_corpus.py | install-lean
 	$(BIN)/python scripts/make_sample_corpus.py $(SAMPLE)
 
 $(DEMO_INDEX)/manifest.json: $(SAMPLE)/corpus.jsonl
 	$(BIN)/searchkit index $(SAMPLE)/corpus.jsonl --out $(DEMO_INDEX) --force
 
-$(ZH_INDEX)/manifest.json: $(ZH_SET)/corpus.jsonl | install
+$(ZH_INDEX)/manifest.json: $(ZH_SET)/corpus.jsonl | install-lean
 	$(BIN)/searchkit index $(ZH_SET)/corpus.jsonl --out $(ZH_INDEX) --force
 
 demo: $(DEMO_INDEX)/manifest.json $(ZH_INDEX)/manifest.json
