@@ -87,11 +87,11 @@ def test_a_first_stage_searches_without_loading_a_model(built_index: Path):
 import sys
 import numpy as np
 from searchkit.options import SearchOptions
-from searchkit.query.stage import open_stage
+from searchkit.query.stage import QueryBatch, open_stage
 stage = open_stage({str(built_index)!r})
 query = np.random.default_rng(0).normal(size=(2, stage.manifest.dim)).astype("float32")
 query /= np.linalg.norm(query, axis=1, keepdims=True)
-found = stage.dense_candidates(query, 3, None, SearchOptions())
+found = stage.candidates(QueryBatch(query, None), 3, None, SearchOptions(), None)
 assert [len(p) for p in found.pools] == [3, 3], found.pools
 loaded = sorted(m for m in ("torch", "transformers", "sentence_transformers") if m in sys.modules)
 print("loaded:", loaded)

@@ -123,8 +123,8 @@ def index(
     lexical: Annotated[
         str | None,
         typer.Option(
-            help="Lexical first stage stored in the index: bm25, splade or none "
-            "(default: bm25; none with --ray: a sharded index holds vectors only)."
+            help="Lexical first stage stored in the index: bm25, splade (not with --ray) or "
+            "none [bm25]."
         ),
     ] = None,
     splade_model: SpladeOpt = DEFAULT_SPLADE,
@@ -144,13 +144,12 @@ def index(
     runtime: RuntimeOpt = None,
     precision: PrecisionOpt = None,
     chunk: Annotated[
-        bool | None,
+        bool,
         typer.Option(
             help="Split documents longer than the encoder reads into overlapping passages; "
-            "--no-chunk embeds their start and counts them as truncated "
-            "(default: --chunk; --no-chunk with --ray)."
+            "--no-chunk embeds their start and counts them as truncated."
         ),
-    ] = None,
+    ] = True,
     chunk_tokens: Annotated[
         int | None, typer.Option(help="Tokens per passage (default: all the encoder reads).")
     ] = None,
@@ -197,25 +196,21 @@ def index(
                     "formats or map columns", param=given[0],
                 )  # fmt: skip
             build = functools.partial(
-                ingest, shards=shards or 1, address=ray, workers=workers, lexical=lexical or "none",
-                chunk=bool(chunk) or chunk_tokens is not None or chunk_overlap is not None,
+                ingest, shards=shards or 1, address=ray, workers=workers,
                 id_field=id_field, skip_invalid=skip_invalid, encoding=encoding,
             )  # fmt: skip
         elif (shards, workers) != (None, None):
             raise InvalidParameter("--shards and --workers need --ray ADDRESS")
         else:
-            build = functools.partial(
-                build_index, lexical=lexical or DEFAULT_LEXICAL, splade_model=splade_model,
-                chunk=chunk is not False, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap,
-                user_dict=user_dict, t2s=t2s,
-            )  # fmt: skip
+            build = functools.partial(build_index, splade_model=splade_model)
             corpus = read_corpus(
                 corpus, **reading, id_field=id_field, skip_invalid=skip_invalid, encoding=encoding
             )
         report = build(
             corpus, out, model=model, reranker=reranker, language=language, backend=backend,
-            kind=kind, params=params,
-            batch_size=batch_size,
+            kind=kind, params=params, lexical=lexical or DEFAULT_LEXICAL,
+            chunk=chunk, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap,
+            user_dict=user_dict, t2s=t2s, batch_size=batch_size,
             runtime=runtime, precision=precision, force=force, progress=progress,
         )  # fmt: skip
     print_build(report, as_json=as_json)
