@@ -1,8 +1,15 @@
-"""Progress display for long work, on stderr so stdout stays clean for pipes and --json."""
+"""Progress display for long work, on stderr so stdout stays clean for pipes and --json; and
+other libraries' output kept off the terminal unless asked for (``--verbose``)."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import sys
 import time
+import warnings
+from collections.abc import Iterator
 
 from rich.console import Console
 from rich.progress import (
@@ -92,3 +99,51 @@ class BuildProgress:
     def phase(self, description: str) -> None:
         """Switch the label, e.g. to the vector-index build after embedding."""
         self._progress.update(self._task, description=description)
+
+
+LOGGER = "searchkit"
+# loggers of libraries that load, export and calibrate models (NNCF's INFO lines); transformers
+# sets its own level on import (searchkit.inference.resolve.load_st_model quiets it)
+THIRD_PARTY = ("sentence_transformers", "nncf", "torch", "huggingface_hub")
+
+
+def log_verbose() -> None:
+    """Log searchkit's INFO lines to stderr (which path each model runs on, and why) and let
+    other libraries' output through (the CLI's ``--verbose``)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    logger = logging.getLogger(LOGGER)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def verbose() -> bool:
+    """Whether searchkit logs at INFO or finer (the CLI's ``--verbose``)."""
+    return logging.getLogger(LOGGER).isEnabledFor(logging.INFO)
+
+
+@contextlib.contextmanager
+def quiet_third_party() -> Iterator[None]:
+    """Other libraries' progress bars, warnings and log lines below ERROR (NNCF's calibration
+    bars, transformers' ``loss_type=None``) never reach the terminal, unless ``verbose()``:
+    then they go to stderr. stdout is never theirs: it carries ``--json`` output."""
+    if verbose():
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+        return
+    loggers = [logging.getLogger(name) for name in THIRD_PARTY]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        # stderr is left alone: searchkit's own warnings (e.g. the hub not reachable) use it
+        with (
+            open(os.devnull, "w") as null,
+            contextlib.redirect_stdout(null),
+            warnings.catch_warnings(),
+        ):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)

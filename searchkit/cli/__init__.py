@@ -66,6 +66,24 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _main(
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Log what searchkit does (e.g. whether a model runs torch-free, and why not) "
+            "and let other libraries' progress bars and warnings through.",
+        ),
+    ] = False,
+) -> None:
+    if verbose:
+        from searchkit.progress import log_verbose
+
+        log_verbose()
+
+
 @app.command()
 def index(
     corpus: CorpusArg,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from searchkit.index.sections import EncoderSection
 from searchkit.inference.catalog import lookup
 from searchkit.inference.resolve import DEFAULT_ENCODER
+from searchkit.inference.runtimes.exported import ExportedEncoder
 from searchkit.inference.runtimes.model import RuntimeModel
 
 # a batch of this many tokens keeps the matrix products efficient; past it, a batch ends rather
@@ -17,7 +19,7 @@ FULL_BATCH_TOKENS = 4096
 PAD_RATIO = 0.9
 
 
-class Encoder(RuntimeModel["SentenceTransformer"]):
+class Encoder(RuntimeModel["SentenceTransformer", ExportedEncoder]):
     """A sentence-transformers bi-encoder that embeds documents and queries.
 
     Documents go through ``encode_document`` and queries through ``encode_query``, so models
@@ -27,16 +29,20 @@ class Encoder(RuntimeModel["SentenceTransformer"]):
     cosine similarity.
 
     ``Encoder()`` is ``all-MiniLM-L6-v2`` (the installed offline copy); the options are those
-    of :class:`searchkit.inference.runtimes.model.RuntimeModel`.
+    of :class:`searchkit.inference.runtimes.model.RuntimeModel`. With a cached export (ONNX
+    Runtime, OpenVINO), it runs without torch (``exported``).
     """
 
     role = "encoder"
     default_name = DEFAULT_ENCODER
     model_class = "SentenceTransformer"
+    exported_class = ExportedEncoder
 
     @property
     def dim(self) -> int:
         """Embedding dimension (loads the model)."""
+        if (exported := self.exported) is not None:
+            return exported.spec.dim
         # sentence-transformers 6 renamed get_sentence_embedding_dimension
         model = self.model
         get = (
@@ -47,7 +53,16 @@ class Encoder(RuntimeModel["SentenceTransformer"]):
 
     @property
     def max_seq_length(self) -> int:
+        """The most tokens the model reads of a text, special tokens included."""
+        if (exported := self.exported) is not None:
+            return exported.spec.max_seq_length
         return int(self.model.max_seq_length)
+
+    @property
+    def tokenizer(self) -> Any:
+        """The model's fast tokenizer (a transformers one, or the torch-free path's)."""
+        exported = self.exported
+        return exported.tokenizer if exported is not None else self.model.tokenizer
 
     def section(self) -> EncoderSection:
         """What an index's manifest records about this encoder (loads the model)."""
@@ -69,7 +84,7 @@ class Encoder(RuntimeModel["SentenceTransformer"]):
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for rows in self.batches(self.token_counts(texts)):
             batch = [texts[i] for i in rows]
-            out[rows] = self._encode(batch, self.model.encode_document, "document")
+            out[rows] = self._encode(batch, "document")
             if progress is not None:
                 progress(len(rows))
         return out
@@ -103,26 +118,28 @@ class Encoder(RuntimeModel["SentenceTransformer"]):
         if not texts:
             return []
         limit = self.max_seq_length
-        made = self.model.tokenizer(
-            list(texts), add_special_tokens=False, truncation=True, max_length=limit
-        )
-        return [len(ids) for ids in made["input_ids"]]
+        made = self.tokenizer(list(texts), add_special_tokens=False, verbose=False)
+        return [min(len(ids), limit) for ids in made["input_ids"]]
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Embed queries (with the model's query prompt, if it has one)."""
-        return self._encode(list(texts), self.model.encode_query, "query")
+        return self._encode(list(texts), "query")
 
-    def _encode(self, texts: list[str], method: Callable[..., np.ndarray], role: str) -> np.ndarray:
-        prompts = self.prompts
-        # an explicit prompt (even "") replaces the folder's own, so it is never applied twice
-        vectors = method(
-            texts,
-            prompt=None if prompts is None else prompts[role],
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+    def _encode(self, texts: list[str], role: str) -> np.ndarray:
+        if (exported := self.exported) is not None:
+            vectors = exported.encode(texts, role, self.batch_size)
+        else:
+            prompts = self.prompts
+            method = self.model.encode_query if role == "query" else self.model.encode_document
+            # an explicit prompt (even "") replaces the folder's own, so it is never applied twice
+            vectors = method(
+                texts,
+                prompt=None if prompts is None else prompts[role],
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if self.runtime.precision != "fp32":
             # normalized in bf16/int8 arithmetic: make them unit length in float32

@@ -96,13 +96,23 @@ def model_folder() -> Path:
         ModelUnavailable: a source package is missing (says how to install it).
     """
     weights, tokenizer = _source(*WEIGHTS), _source(*TOKENIZER)
-    folder = cache_root() / f"offline-multilingual-e5-small-{_source_version()}"
+    folder = _folder()
     if _complete(folder):
         return folder
     with _BUILDING:
         if not _complete(folder):
             _build_atomically(folder, lambda tmp: convert(weights, tokenizer, tmp))
     return folder
+
+
+def converted_folder() -> Path | None:
+    """The converted folder if it is already built (never converts), else None."""
+    folder = _folder()
+    return folder if _complete(folder) else None
+
+
+def _folder() -> Path:
+    return cache_root() / f"offline-multilingual-e5-small-{_source_version()}"
 
 
 def convert(weights: Path, tokenizer: Path, out: Path) -> None:

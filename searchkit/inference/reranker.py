@@ -10,6 +10,7 @@ import numpy as np
 from searchkit.errors import InvalidParameter
 from searchkit.inference.catalog import ENGLISH_RERANKER, MULTILINGUAL_RERANKER
 from searchkit.inference.resolve import DEFAULT_RERANKER
+from searchkit.inference.runtimes.exported import ExportedReranker
 from searchkit.inference.runtimes.model import RuntimeModel
 
 # Far above the 4-5 characters of an average English word piece, and the 1-2 of a Chinese or
@@ -19,7 +20,7 @@ CHARS_PER_TOKEN = 16
 MIN_TOKENS = 32  # a cap below this leaves little of the passage beside the query
 
 
-class Reranker(RuntimeModel["CrossEncoder"]):
+class Reranker(RuntimeModel["CrossEncoder", ExportedReranker]):
     """Scores query/passage pairs with a CrossEncoder; higher is more relevant.
 
     Pairs are scored in batches of similar length (sentence-transformers sorts them). A pair
@@ -32,11 +33,13 @@ class Reranker(RuntimeModel["CrossEncoder"]):
     :class:`searchkit.inference.runtimes.model.RuntimeModel` (``batch_size``: pairs per forward
     pass), and ``max_tokens``: a cap below the model's own limit, to trade some quality for speed
     (cost grows with pair length; measured in benchmarks/README.md, "Rerank cost control").
+    With a cached export (ONNX Runtime, OpenVINO), it runs without torch (``exported``).
     """
 
     role = "reranker"
     default_name = DEFAULT_RERANKER
     model_class = "CrossEncoder"
+    exported_class = ExportedReranker
 
     def __init__(
         self,
@@ -64,11 +67,16 @@ class Reranker(RuntimeModel["CrossEncoder"]):
     def max_tokens(self) -> int:
         """The longest (query, passage) pair the model reads, in tokens: its own limit, or the
         ``max_tokens`` cap when lower (loads the model)."""
-        model = self.model
+        exported = self.exported
         if self._own_limit is None:
-            self._own_limit = int(model.max_seq_length)
-            model.max_seq_length = min(self._own_limit, self.token_cap or self._own_limit)
-        return int(model.max_seq_length)
+            own = exported.spec.max_seq_length if exported else self.model.max_seq_length
+            self._own_limit = int(own)
+            limit = min(self._own_limit, self.token_cap or self._own_limit)
+            if exported is not None:
+                exported.truncate_to(limit)
+            else:
+                self.model.max_seq_length = limit
+        return min(self._own_limit, self.token_cap or self._own_limit)
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """One float score per (query, passage) pair, all pairs batched together."""
@@ -80,12 +88,15 @@ class Reranker(RuntimeModel["CrossEncoder"]):
             return np.empty(0, dtype=np.float32), np.empty(0, dtype=bool)
         cap = self.max_tokens * CHARS_PER_TOKEN
         cut = [(q, p[:cap]) for q, p in pairs]
-        tokens = self.model.tokenizer(
-            [q for q, _ in cut], [p for _, p in cut], truncation=False, verbose=False
-        )["input_ids"]
+        exported = self.exported
+        tokenizer = exported.tokenizer if exported is not None else self.model.tokenizer
+        tokens = tokenizer([q for q, _ in cut], [p for _, p in cut], verbose=False)["input_ids"]
         lengths = np.asarray([len(ids) for ids in tokens])
         truncated = (np.asarray([len(p) for _, p in pairs]) > cap) | (lengths > self.max_tokens)
-        scores = self.model.predict(
-            cut, batch_size=self.batch_size, show_progress_bar=False, convert_to_numpy=True
-        )
+        if exported is not None:
+            scores = exported.predict(cut, self.batch_size)
+        else:
+            scores = self.model.predict(
+                cut, batch_size=self.batch_size, show_progress_bar=False, convert_to_numpy=True
+            )
         return np.asarray(scores, dtype=np.float32).reshape(len(pairs)), truncated

@@ -106,6 +106,38 @@ def resolve_model(name: str) -> tuple[str, bool]:
     return name, False
 
 
+def model_files(name: str) -> Path | None:
+    """The local folder ``resolve_model`` and ``load_model`` read ``name`` from, found without
+    converting, downloading or importing torch; None when it is not on this machine."""
+    name = canonical_name(name)
+    if _looks_like_path(name):
+        return Path(name) if Path(name).is_dir() else None
+    if name in OFFLINE_FOLDERS:
+        try:
+            return Path(_offline_folder(name))
+        except ModelUnavailable:
+            return None
+    if name in CONVERTED and not _in_hub_cache(name):
+        if hub_usable():
+            return None  # the hub's copy would be downloaded
+        from searchkit.inference import offline
+
+        return offline.converted_folder()
+    if package := OFFLINE_PACKAGES.get(name):
+        try:
+            return Path(importlib.import_module(package).get_model_path())
+        except ImportError:
+            pass
+    return _hub_cache_folder(name)
+
+
+def _hub_cache_folder(name: str) -> Path | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(name, "config.json")
+    return Path(found).parent if isinstance(found, str) else None
+
+
 def _offline_folder(name: str) -> str:
     module, folder, install = OFFLINE_FOLDERS[name]
     # find_spec, not import: the package's own imports need dependencies we do not install
@@ -145,9 +177,7 @@ def hub_usable() -> bool:
 
 
 def _in_hub_cache(name: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
-    return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    return _hub_cache_folder(name) is not None
 
 
 def load_model(factory: Callable[..., M], name: str, role: str) -> M:
@@ -187,7 +217,11 @@ def load_st_model(cls: str, name: str, role: str) -> Any:
     import sentence_transformers
     from transformers.utils import logging as hf_logging
 
+    from searchkit.progress import verbose
+
     hf_logging.disable_progress_bar()
+    if not verbose():  # e.g. its loss_type=None warning; transformers sets its level on import
+        hf_logging.set_verbosity_error()
     return load_model(getattr(sentence_transformers, cls), name, role)
 
 

@@ -153,10 +153,10 @@ def build_index(
     with WriterLock(out):
         previous = check_target(out, force)
         encoder = Encoder(model, batch_size=batch_size, runtime=runtime, precision=precision)
-        encoder.model  # noqa: B018 - load the models before the progress bar starts
-        window = text_window(encoder.model)
+        encoder.load()  # the models load before the progress bar starts
+        window = text_window(encoder)
         chunking = chunk_config(window, chunk_tokens, chunk_overlap, chunk)
-        chunker = Chunker(encoder.model.tokenizer, chunking)
+        chunker = Chunker(encoder.tokenizer, chunking)
         if splade is not None:
             splade.model  # noqa: B018
         root = out if previous is not None else staging_dir(out)

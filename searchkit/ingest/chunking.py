@@ -71,7 +71,8 @@ def chunk_config(
 
 
 def text_window(model: Any) -> int:
-    """Tokens of text a sentence-transformers model reads: max_seq_length minus special tokens."""
+    """Tokens of text a model reads (a sentence-transformers one or an ``Encoder``, which have
+    ``max_seq_length`` and ``tokenizer``): max_seq_length minus special tokens."""
     return int(model.max_seq_length) - int(model.tokenizer.num_special_tokens_to_add(pair=False))
 
 

@@ -108,13 +108,12 @@ def _scaled(advance: Callable[[int], None], passages: int, docs: int) -> Callabl
 def chunker_for(encoder: Encoder, config: ChunkingSection | None) -> Chunker:
     """The chunker of an index's recorded settings; none recorded (an index older than
     chunking): no chunking, but long documents are counted as truncated."""
-    model = encoder.model
     settings = (
         ChunkConfig(config.tokens, config.overlap, config.enabled)
         if config
-        else ChunkConfig(text_window(model), enabled=False)
+        else ChunkConfig(text_window(encoder), enabled=False)
     )
-    return Chunker(model.tokenizer, settings)
+    return Chunker(encoder.tokenizer, settings)
 
 
 def in_blocks(docs: Iterable[Document], size: int = BLOCK_DOCS) -> Iterator[list[Document]]:

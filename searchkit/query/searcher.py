@@ -40,6 +40,12 @@ from searchkit.query.stage import FirstStage, Pool, QueryBatch, open_stage, veri
 __all__ = ["Searcher", "verify_index"]
 
 QUERY_CACHE = 1024  # query embeddings kept for repeated queries (benchmarks/README.md)
+# what Searcher.warm embeds: a few lengths of query (benchmarks/cold_start.py measures it)
+WARM_QUERIES = (
+    "warm up",
+    "how do I warm up the model",
+    "what does a longer query of a dozen or so words do to the first searches",
+)
 
 
 class Searcher:
@@ -219,6 +225,14 @@ class Searcher:
             )
         return mode
 
+    def warm(self, rerank: bool = False) -> None:
+        """Load the bi-encoder (and with ``rerank`` the reranker) now and run a few dummy
+        queries of different lengths through it, so the first real queries are not slow (a
+        fresh model runs its first inputs of each shape slowly). For long-lived processes."""
+        self._checked_encoder.encode_queries(list(WARM_QUERIES))
+        if rerank and (reranker := self._usable_reranker()) is not None:
+            reranker.score([(q, WARM_QUERIES[-1]) for q in WARM_QUERIES])
+
     def _query_terms(self, queries: Sequence[str]) -> list[Terms]:
         if self.splade is not None:
             return [self.splade.query_terms(q) for q in queries]
@@ -230,7 +244,7 @@ class Searcher:
         if self._reranker_missing:
             return None
         try:
-            self.reranker.model  # noqa: B018 - load now to fall back before any work
+            self.reranker.load()  # now, to fall back before any work
         except ModelUnavailable as err:
             if not self.reranker.is_default:
                 raise

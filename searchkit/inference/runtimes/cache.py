@@ -41,6 +41,12 @@ def cache_root() -> Path:
     return Path(root).expanduser() / "models"
 
 
+def compiled_folder(export: Path) -> Path:
+    """Where a runtime keeps its compiled form of the export folder ``export`` (OpenVINO's
+    model cache): beside the cache of exports, per export."""
+    return cache_root().parent / "compiled" / export.name
+
+
 def weights_sha256(module: torch.nn.Module) -> str:
     """A digest of a torch module's parameters and buffers (names, shapes and values)."""
     digest = hashlib.sha256()

@@ -22,39 +22,56 @@ from searchkit.inference.resolve import load_st_model
 from searchkit.inference.runtimes import Runtime
 from searchkit.inference.runtimes.cache import ensure, folder_for, weights_sha256
 from searchkit.inference.runtimes.calibration import calibration_inputs
+from searchkit.inference.runtimes.exported import ENGINES, artifact_of
+from searchkit.inference.runtimes.spec import input_names, record_spec
+from searchkit.progress import quiet_third_party
 
 M = TypeVar("M", bound=torch.nn.Module)
 Feeds = dict[str, np.ndarray]
-# the module that exports and runs each non-torch runtime:
-# export(model, samples, precision, out) and engine(folder, precision)
-ENGINES = {
-    "onnx": "searchkit.inference.runtimes.ort",
-    "openvino": "searchkit.inference.runtimes.ov",
-}
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def load_on_runtime(model_class: str, name: str, runtime: Runtime, role: str) -> Any:
+def load_on_runtime(
+    model_class: str,
+    name: str,
+    runtime: Runtime,
+    role: str,
+    prompts: dict[str, str] | None = None,
+) -> Any:
     """Load a ``SentenceTransformer`` or ``CrossEncoder`` (``model_class``; ``role`` encoder or
-    reranker) on ``runtime``.
+    reranker) on ``runtime``; on ONNX Runtime or OpenVINO, also record its spec for the
+    torch-free path (``prompts``: the encoder's explicit prompts, see ``Encoder.prompts``).
 
     Raises:
         ModelUnavailable: the model cannot be loaded (names it and what to do).
     """
     label = "bi-encoder" if role == "encoder" else role
-    return apply_runtime(load_st_model(model_class, name, label), runtime, role)
+    with quiet_third_party():
+        model = load_st_model(model_class, name, label)
+        folder = None if runtime.name == "torch" else export_folder(model, runtime, role)
+        model = apply_runtime(model, runtime, role, folder)
+    if folder is not None:
+        record_spec(
+            name, model, role, artifact_of(runtime.name, runtime.precision), folder, prompts
+        )
+    return model
 
 
-def apply_runtime(model: M, runtime: Runtime, role: str) -> M:
-    """``model`` running on ``runtime``; ``role`` is ``encoder`` or ``reranker``."""
+def export_folder(model: torch.nn.Module, runtime: Runtime, role: str) -> Path:
+    """The cache folder of ``model``'s export for ``runtime`` (keyed by its weights)."""
+    hf_model = model[0].model.eval()  # type: ignore[index]
+    return folder_for(weights_sha256(hf_model), role, artifact_of(runtime.name, runtime.precision))
+
+
+def apply_runtime(model: M, runtime: Runtime, role: str, folder: Path | None = None) -> M:
+    """``model`` running on ``runtime``; ``role`` is ``encoder`` or ``reranker``; ``folder``:
+    its export folder, if already computed."""
     if runtime.name == "torch":
         return _torch(model, runtime.precision)
     transformer = model[0]  # type: ignore[index]
     hf_model = transformer.model.eval()
-    names = _input_names(transformer.tokenizer)
+    names = input_names(transformer.tokenizer)
     engine = importlib.import_module(ENGINES[runtime.name])
-    artifact = f"{runtime.name}-{'int8' if runtime.precision == 'int8' else 'fp32'}"
-    folder = folder_for(weights_sha256(hf_model), role, artifact)
+    folder = folder or export_folder(model, runtime, role)
 
     def build(out: Path) -> None:
         samples = calibration_inputs(transformer, role, names)
@@ -77,12 +94,6 @@ def _torch(model: M, precision: str) -> M:
                 model, {torch.nn.Linear}, dtype=torch.qint8
             )
     return model
-
-
-def _input_names(tokenizer: Any) -> list[str]:
-    """The transformer inputs the tokenizer makes, e.g. without token_type_ids for RoBERTa."""
-    made = tokenizer("a", "b")
-    return [name for name in INPUTS if name in made]
 
 
 class _Traceable(torch.nn.Module):

@@ -7,9 +7,14 @@ import logging
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+from searchkit.inference.runtimes.exported import threads
+
+if TYPE_CHECKING:
+    import torch
 
 FP32 = "model.onnx"
 INT8 = "model-int8.onnx"
@@ -20,6 +25,8 @@ Feeds = dict[str, np.ndarray]
 def export(model: torch.nn.Module, samples: list[Feeds], precision: str, out: Path) -> None:
     """Write ``out/model.onnx`` (and ``model-int8.onnx`` for ``int8``), traced on the first
     sample; the others are unused: dynamic quantization measures activations at run time."""
+    import torch
+
     example = samples[0]
     names = list(example)
     axes = {name: {0: "batch", 1: "tokens"} for name in [*names, "output"]}
@@ -45,11 +52,11 @@ def export(model: torch.nn.Module, samples: list[Feeds], precision: str, out: Pa
 
 
 def engine(folder: Path, precision: str) -> Callable[[Feeds], np.ndarray]:
-    """A function of the inputs to the first output, on as many threads as torch uses."""
+    """A function of the inputs to the first output, on ``threads()`` threads."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
+    options.intra_op_num_threads = threads()
     path = folder / (INT8 if precision == "int8" else FP32)
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 

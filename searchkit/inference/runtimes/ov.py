@@ -3,16 +3,20 @@ to static int8 with NNCF on the bundled calibration sample, and run it on the CP
 
 from __future__ import annotations
 
-import contextlib
-import sys
 import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+from searchkit.inference.runtimes.cache import compiled_folder
+from searchkit.inference.runtimes.exported import threads
+from searchkit.progress import quiet_third_party
+
+if TYPE_CHECKING:
+    import torch
 
 MODEL = "model.xml"
 # the hint for the parts int8 leaves in floating point is OpenVINO's own choice (bf16 on CPUs
@@ -25,6 +29,7 @@ def export(model: torch.nn.Module, samples: list[Feeds], precision: str, out: Pa
     """Write ``out/model.xml`` (+ .bin), traced on the first sample: fp32 weights, or NNCF
     static int8 calibrated on all the samples for ``int8``."""
     import openvino as ov
+    import torch
 
     inputs = {name: torch.from_numpy(value) for name, value in samples[0].items()}
     with warnings.catch_warnings(), torch.no_grad():
@@ -34,8 +39,8 @@ def export(model: torch.nn.Module, samples: list[Feeds], precision: str, out: Pa
     if precision == "int8":
         import nncf
 
-        # NNCF draws progress bars on stdout, which carries a command's --json output
-        with contextlib.redirect_stdout(sys.stderr):
+        # NNCF draws progress bars ("Statistics collection", "Applying Smooth Quant")
+        with quiet_third_party():
             converted = nncf.quantize(
                 converted,
                 nncf.Dataset(samples),
@@ -46,10 +51,14 @@ def export(model: torch.nn.Module, samples: list[Feeds], precision: str, out: Pa
 
 
 def engine(folder: Path, precision: str) -> Callable[[Feeds], np.ndarray]:
-    """A function of the inputs to the first output, on as many threads as torch uses."""
+    """A function of the inputs to the first output, on ``threads()`` threads; the compiled
+    model is cached (OpenVINO's ``CACHE_DIR``), so another process does not compile it again."""
     import openvino as ov
 
-    config: dict[str, Any] = {"INFERENCE_NUM_THREADS": torch.get_num_threads()}
+    config: dict[str, Any] = {
+        "INFERENCE_NUM_THREADS": threads(),
+        "CACHE_DIR": str(compiled_folder(folder)),
+    }
     if precision in HINTS:
         config["INFERENCE_PRECISION_HINT"] = HINTS[precision]
     compiled = ov.Core().compile_model(folder / MODEL, "CPU", config)
