@@ -1,6 +1,7 @@
 """Segments: the immutable parts of an index, and the deletions (tombstones) laid over them.
 
-A segment folder ``segments/<name>/`` holds ``docs.parquet`` (row i is document i),
+A segment folder ``segments/<name>/`` holds ``docs.parquet`` (row i is document i) and
+``docs.rows`` (the same rows at byte offsets, for fetching hits; see ``searchkit.index.docstore``),
 ``vectors.f32`` (the normalized embeddings, raw float32, memory-mapped: they let ``compact``
 and filtered search work without re-embedding), the vector index ``index.<suffix>`` (ids are
 rows of ``vectors.f32``), ``fields.parquet`` (typed metadata columns for filters) and, when
@@ -73,6 +74,7 @@ def segment_paths(
     suffix = get_backend(backend).SUFFIX
     names = {
         "docs": "docs.parquet",
+        "rows": "docs.rows",
         "vectors": "vectors.f32",
         "index": f"index.{suffix}",
         "fields": "fields.parquet",
@@ -92,7 +94,8 @@ def segment_parts(manifest: Manifest) -> tuple[str, ...]:
 def entry_parts(manifest: Manifest, entry: SegmentEntry) -> tuple[str, ...]:
     """The parts of one segment: those of every segment, and its passages if it has them."""
     parts = segment_parts(manifest)
-    return (*parts, "passages") if entry.role("passages") in manifest.files else parts
+    optional = ("passages", "rows")  # rows: docs.rows, absent from older indexes
+    return (*parts, *(p for p in optional if entry.role(p) in manifest.files))
 
 
 def write_segment(
@@ -112,7 +115,7 @@ def write_segment(
     """
     paths = segment_paths(name, spec.backend, lexical is not None, passages=True)
     local = {part: folder / Path(path).name for part, path in paths.items()}
-    store = DocStoreWriter(local["docs"])
+    store = DocStoreWriter(local["docs"], local["rows"])
     ids: list[str] = []
     metadata: list[dict[str, Any]] = []
     spans: list[Spans] = []
@@ -201,7 +204,7 @@ class Segment:
         }
         self._backend = manifest.backend
         self._dim = manifest.dim
-        self.docs = DocStore(self._files["docs"])
+        self.docs = DocStore(self._files["docs"], self._files.get("rows"))
         self.vectors = read_vectors(self._files["vectors"], manifest.dim)
         self.fields = read_table(self._files["fields"])
         lexical = manifest.lexical
