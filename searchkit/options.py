@@ -33,7 +33,7 @@ from searchkit.errors import InvalidParameter
 __all__ = ["FUSIONS", "MODES", "SearchOptions"]
 
 MODES = ("dense", "lexical", "hybrid")
-FUSIONS = ("rrf", "weighted")
+FUSIONS = ("gated", "weighted", "dbsf", "rrf")
 # the options the vector backends read at query time (searchkit.backends.base.SEARCH_PARAMS)
 BACKEND_OPTIONS = ("ef_search", "nprobe", "rescore")
 # the options that only apply to an index with lexical data
@@ -60,9 +60,13 @@ class SearchOptions:
         "First stage: dense, lexical or hybrid (default: hybrid when the index has lexical data).",
         choices=MODES,
     )
-    fusion: str = _knob(DEFAULT_FUSION, "How hybrid fuses: rrf or weighted.", choices=FUSIONS)
+    fusion: str = _knob(
+        DEFAULT_FUSION, "How hybrid fuses: gated, weighted, dbsf or rrf.", choices=FUSIONS
+    )
     rrf_k: float = _knob(DEFAULT_RRF_K, "k of reciprocal rank fusion.", ge=0, le=10_000)
-    weight: float = _knob(DEFAULT_WEIGHT, "Dense share of weighted fusion, 0 to 1.", ge=0, le=1)
+    weight: float = _knob(
+        DEFAULT_WEIGHT, "Dense share of gated, weighted and dbsf fusion, 0 to 1.", ge=0, le=1
+    )
     ef_search: int | None = _knob(None, "HNSW search breadth (hnsw indexes).", ge=1, le=10_000)
     nprobe: int | None = _knob(
         None, "IVF lists to visit per query (ivf indexes).", ge=1, le=100_000

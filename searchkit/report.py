@@ -14,6 +14,7 @@ from rich.markup import escape as _escape
 from rich.table import Table
 
 from searchkit.eval.evaluate import EvalResult
+from searchkit.eval.suite import SuiteResult
 from searchkit.index.manifest import Manifest
 from searchkit.index.sections import LexicalSection
 from searchkit.inference.runtimes import from_manifest
@@ -275,8 +276,8 @@ def print_eval(result: EvalResult) -> None:
     console = Console()
     console.print(f"{result.name}: {result.queries} queries on {result.index}", markup=False)
     s = result.search
-    how = {"rrf": f"rrf k={s.get('rrf_k')}", "weighted": f"weighted dense={s.get('weight')}"}
-    fused = f", fusion {how[s['fusion']]}" if s.get("mode") == "hybrid" else ""
+    how = f"rrf k={s.get('rrf_k')}" if s.get("fusion") == "rrf" else f"dense={s.get('weight')}"
+    fused = f", fusion {s.get('fusion')} {how}" if s.get("mode") == "hybrid" else ""
     console.print(f"first stage: {s.get('mode')}{fused}", markup=False)
     console.print(table)
     if result.reranker:
@@ -295,6 +296,40 @@ def print_eval(result: EvalResult) -> None:
             )
     for note in result.notes:
         console.print(f"note: {note}", markup=False)
+
+
+def print_suite(result: SuiteResult) -> None:
+    """The tables of ``searchkit eval --suite``: nDCG@10 per dataset and setting, then each
+    setting's mean and its margin over max(dense, lexical), mean and worst."""
+    console = Console()
+    table = Table(title=f"nDCG@10 on the {result.role} splits")
+    table.add_column("dataset")
+    for s in result.settings:
+        table.add_column(s.label, justify="right")
+    for name, d in result.datasets.items():
+        table.add_row(
+            f"{name} ({d['queries']})",
+            *(f"{d['metrics'][s.label]['nDCG@10']:.4f}" for s in result.settings),
+        )
+    summary = result.summary()
+    for label, key in (
+        ("mean", "mean"),
+        ("margin mean", "margin_mean"),
+        ("margin worst", "margin_worst"),
+    ):
+        table.add_row(
+            label,
+            *(
+                "-"
+                if summary[s.label][key] is None
+                else f"{summary[s.label][key]:+.4f}"
+                if "margin" in key
+                else f"{summary[s.label][key]:.4f}"
+                for s in result.settings
+            ),
+        )
+    console.print(table)
+    console.print("margin: nDCG@10 - max(dense, lexical) on the dataset", markup=False)
 
 
 def print_training(report: TrainReport, as_json: bool = False) -> None:

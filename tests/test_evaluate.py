@@ -73,8 +73,8 @@ def test_evaluate_builds_then_reuses_the_index_and_scores_both_stages(
     lat = result.latency_ms["rerank"]
     assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"]
     assert result.search == {
-        "rerank": True, "candidates": 5, "mode": "hybrid", "fusion": "weighted", "rrf_k": 60,
-        "weight": 0.5, "ef_search": None, "nprobe": None, "rescore": None,
+        "rerank": True, "candidates": 5, "mode": "hybrid", "fusion": "gated", "rrf_k": 60,
+        "weight": 0.4, "ef_search": None, "nprobe": None, "rescore": None,
         "rerank_margin": None, "rerank_weight": 1.0, "where": None,
     }  # fmt: skip
     assert result.truncation == {
@@ -93,6 +93,61 @@ def test_evaluate_builds_then_reuses_the_index_and_scores_both_stages(
     write_jsonl(other / "corpus.jsonl", tiny_records()[:6])
     with pytest.raises(IndexExists, match="another corpus"):
         ensure_index(load_beir(other), out)
+    # the same corpus asked for with another model or language is not reused silently
+    with pytest.raises(IndexExists, match="language='en', not language='zh'"):
+        ensure_index(data, out, language="zh")
+    with pytest.raises(IndexExists, match="not model='intfloat/multilingual-e5-small'"):
+        ensure_index(data, out, model="intfloat/multilingual-e5-small")
+    assert ensure_index(data, out, language="auto", model="all-MiniLM-L6-v2") == out
+
+
+@pytest.mark.slow
+def test_suite_runs_every_setting_on_each_dataset(tmp_path):
+    """The paraphrase set (32 documents) and a tiny set in one suite, real model and index."""
+    from searchkit.eval.suite import default_settings, load_suite, run_suite
+
+    repo = Path(__file__).resolve().parents[1]
+    write_beir(tmp_path / "tiny", [f"q{i}\t{d}\t1" for i, d in enumerate(QUERIES.values())])
+    suite_file = tmp_path / "suite.toml"
+    suite_file.write_text(
+        f'index_root = "idx"\n'
+        f'[[dataset]]\npath = "{repo / "corpora" / "paraphrase-en"}"\ntune = "dev"\n'
+        f'[[dataset]]\nname = "tiny"\npath = "tiny"\nlimit = 3\nbuild = {{ language = "en" }}\n'
+    )
+    suite = load_suite(suite_file)
+    assert [s.name for s in suite.sets] == ["paraphrase-en", "tiny"]
+    result = run_suite(suite, progress=False)
+    labels = [s.label for s in default_settings()]
+    assert list(result.datasets) == ["paraphrase-en test", "tiny test"]
+    assert result.datasets["tiny test"]["queries"] == 3
+    para = result.datasets["paraphrase-en test"]["metrics"]
+    assert set(para) == set(labels) and para["dense"]["nDCG@10"] > para["lexical"]["nDCG@10"]
+    summary = result.summary()
+    for label in labels:
+        values = [d["metrics"][label]["nDCG@10"] for d in result.datasets.values()]
+        assert summary[label]["mean"] == pytest.approx(sum(values) / 2)
+    assert summary["dense"]["margin_worst"] <= 0 and summary["lexical"]["margin_worst"] < 0
+    # the issue's headline: the default fusion keeps the paraphrase set at dense's 12/12 top-1
+    from searchkit.eval.suite import first_stages, load_split
+    from searchkit.query.searcher import Searcher
+
+    data = load_split(suite.sets[0], "test")
+    stages = first_stages(Searcher.open(tmp_path / "idx" / "paraphrase-en"), data)
+    run = stages.run({"mode": "hybrid"})
+    assert sum(run[q][0] in data.qrels[q] for q in run) == len(run) == 12
+    assert (
+        sum(
+            stages.run({"mode": "hybrid", "fusion": "weighted", "weight": 0.5})[q][0]
+            in data.qrels[q]
+            for q in run
+        )
+        < 12
+    )
+    # only tiny's tune split: the paraphrase set's dev split and tiny's lack of one
+    tuned = run_suite(suite, progress=False, role="tune")
+    assert list(tuned.datasets) == ["paraphrase-en dev"]
+    with pytest.raises(InvalidParameter, match="tune .* or test"):
+        run_suite(suite, role="train")
 
 
 @pytest.mark.slow

@@ -284,7 +284,16 @@ def eval_(
         Path | None, typer.Argument(help="Index folder (default: built from --dataset).")
     ] = None,
     dataset: Annotated[Path | None, typer.Option(help="BEIR dataset folder.")] = None,
-    split: Annotated[str, typer.Option(help="qrels split of --dataset.")] = "test",
+    split: Annotated[
+        str, typer.Option(help="qrels split of --dataset; with --suite: test or tune.")
+    ] = "test",
+    suite: Annotated[
+        Path | None,
+        typer.Option(
+            help="Suite TOML of datasets (e.g. benchmarks/suite.toml): dense, lexical and each "
+            "fusion on every dataset, with their mean and worst case."
+        ),
+    ] = None,
     queries: Annotated[Path | None, typer.Option(help="queries.jsonl (with INDEX).")] = None,
     qrels: Annotated[Path | None, typer.Option(help="qrels TSV (with INDEX).")] = None,
     encoding: EncodingOpt = "utf-8",
@@ -320,6 +329,20 @@ def eval_(
     from searchkit.eval.evaluate import evaluate, prepare
     from searchkit.report import print_eval
 
+    if suite is not None:
+        from searchkit.eval.suite import default_settings, load_suite, run_suite
+        from searchkit.report import print_suite
+
+        with reported_errors():
+            found = run_suite(
+                load_suite(suite), default_settings(options), role=split, progress=progress,
+                query_runtime=query_runtime,
+            )  # fmt: skip
+        print_suite(found)
+        if json_out is not None:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_text(json.dumps(found.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        return
     build = {
         "model": model, "language": language, "backend": backend, "lexical": lexical,
         "runtime": runtime,

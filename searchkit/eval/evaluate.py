@@ -49,21 +49,47 @@ class EvalResult:
 
 def ensure_index(data: EvalSet, out: str | Path | None = None, **build: Any) -> Path:
     """The index of ``data.corpus`` at ``out`` (default ``indexes/<name>``): reused when it
-    was built from the same corpus bytes, else built (``build`` goes to ``build_index``).
+    was built from the same corpus bytes and with the ``model``, ``language``, ``runtime`` and
+    ``precision`` that ``build`` names (those it leaves out are not compared), else built
+    (``build`` goes to ``build_index``).
 
     Raises:
-        IndexExists: ``out`` holds an index of another corpus (pass ``force=True`` to rebuild).
+        IndexExists: ``out`` holds an index of another corpus, or built another way (pass
+            ``force=True`` to rebuild it).
     """
     if data.corpus is None:
         raise DatasetError(data.name, None, "no corpus to index; give an index folder instead")
     out = Path(out) if out is not None else INDEX_ROOT / data.name
     if (out / MANIFEST).exists() and not build.get("force"):
-        if Manifest.read(out).corpus.sha256 != corpus_sha256(data.corpus):
+        manifest = Manifest.read(out)
+        if manifest.corpus.sha256 != corpus_sha256(data.corpus):
             raise IndexExists(
                 f"{out} holds an index of another corpus; pass force=True to rebuild it"
             )
+        if differs := _build_differences(manifest, build):
+            raise IndexExists(
+                f"{out} holds an index of this corpus built with {'; '.join(differs)}; pass "
+                "force=True to rebuild it, or another out="
+            )
         return out
     return build_index(data.corpus, out, encoding=data.encoding, **build).path
+
+
+def _build_differences(manifest: Manifest, build: dict[str, Any]) -> list[str]:
+    """What of ``build`` (model, language, runtime, precision) the index was not built with."""
+    built = {
+        "model": manifest.encoder.name,
+        "language": manifest.language,
+        "runtime": manifest.encoder.runtime,
+        "precision": manifest.encoder.precision,
+    }
+    wanted = {k: build.get(k) for k in built}
+    wanted["language"] = None if wanted["language"] == "auto" else wanted["language"]
+    return [
+        f"{k}={built[k]!r}, not {k}={v!r}"
+        for k, v in wanted.items()
+        if v is not None and Path(str(v)).name != Path(str(built[k])).name
+    ]
 
 
 def prepare(

@@ -278,6 +278,12 @@ class SparseRetriever:
         return TermStats(self.documents, self.length, df)
 
 
+def score_bound(terms: Terms, stats: TermStats) -> float:
+    """A BM25 score no document reaches for ``terms`` under ``stats``: the sum of each term's
+    weight x idf (Lucene's term frequency part stays below 1). ``gated`` fusion's bound."""
+    return float(np.sum(np.asarray(terms[1], dtype=np.float64) * _idf(stats)))
+
+
 def _idf(stats: TermStats) -> np.ndarray:
     """Lucene's idf of each token over the live documents: log(1 + (N - df + .5)/(df + .5))."""
     n = stats.documents

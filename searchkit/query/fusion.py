@@ -7,6 +7,17 @@
   the query (best 1, worst 0; all equal: 1), then combined as ``w * dense + (1 - w) * lexical``;
   a document a list does not hold gets 0 from it. Min-max rather than z-scores: the lists are
   short top-k heads, whose mean and spread say little, and min-max keeps every score in [0, 1].
+  Its weakness: a list holding one weak candidate normalizes it to 1, so a document matching a
+  single common query word takes the full lexical share.
+* ``gated`` (the default): ``weighted`` with the lexical share of each query scaled by how
+  strong its lexical head is, ``min(1, top BM25 score / bound)``, where ``bound`` is the score
+  no document can reach for that query (the sum of its terms' weight x idf: Lucene's term
+  frequency part stays below 1). A lexical list whose best match covers a small part of the
+  query (one common word of a long question) then weighs little, a list that matches the
+  query's rare words well keeps the full share. Without bounds (SPLADE) it is ``weighted``.
+* ``dbsf``, distribution-based score fusion (as Qdrant's): each list normalized by its own
+  mean +/- 3 standard deviations (clipped to [0, 1]; one candidate or all equal: 0.5), then
+  weighted as ``weighted``.
 
 Lists are (scores, refs) arrays of shape (queries, n), padded with -inf / -1 as the backends
 return them; the fused list has the same form.
@@ -25,21 +36,53 @@ Ranked = tuple[np.ndarray, np.ndarray]  # (scores, refs), each (queries, n)
 Fuse = Callable[[Sequence[Ranked], int], Ranked]  # (lists, depth) -> the fused top depth
 
 
-def fuser(fusion: str, rrf_k: float, weight: float) -> Fuse:
-    """The fusion ``fusion`` with its parameter (``SearchOptions`` checked both)."""
+def fuser(fusion: str, rrf_k: float, weight: float, bounds: Sequence[float] | None = None) -> Fuse:
+    """The fusion ``fusion`` with its parameter (``SearchOptions`` checked both); ``bounds``
+    are ``gated``'s per-query lexical bounds (None: not known, ``gated`` is ``weighted``)."""
+    weights = [weight, 1 - weight]
     if fusion == "rrf":
         return functools.partial(rrf, k=rrf_k)
-    return functools.partial(weighted, weights=[weight, 1 - weight])
+    if fusion == "dbsf":
+        return functools.partial(dbsf, weights=weights)
+    if fusion == "gated" and bounds is not None:
+        return functools.partial(gated, weights=weights, bounds=bounds)
+    return functools.partial(weighted, weights=weights)
 
 
 def rrf(lists: Sequence[Ranked], depth: int, k: float = DEFAULT_RRF_K) -> Ranked:
     """Reciprocal rank fusion of ``lists``, the top ``depth`` per query."""
-    return _fuse(lists, depth, lambda _, scores: 1.0 / (k + np.arange(1, len(scores) + 1)))
+    return _fuse(lists, depth, lambda _, __, scores: 1.0 / (k + np.arange(1, len(scores) + 1)))
 
 
 def weighted(lists: Sequence[Ranked], depth: int, weights: Sequence[float]) -> Ranked:
     """Weighted sum of min-max normalized scores, the top ``depth`` per query."""
-    return _fuse(lists, depth, lambda i, scores: weights[i] * _minmax(scores))
+    return _fuse(lists, depth, lambda i, _, scores: weights[i] * _minmax(scores))
+
+
+def gated(
+    lists: Sequence[Ranked], depth: int, weights: Sequence[float], bounds: Sequence[float]
+) -> Ranked:
+    """``weighted`` of a (dense, lexical) pair with query ``q``'s lexical share times
+    ``head_strength`` of its lexical list against ``bounds[q]``, the top ``depth`` per query."""
+
+    def gain(i: int, q: int, scores: np.ndarray) -> np.ndarray:
+        share = weights[i] * (head_strength(scores, bounds[q]) if i == 1 else 1.0)
+        return share * _minmax(scores)
+
+    return _fuse(lists, depth, gain)
+
+
+def head_strength(scores: np.ndarray, bound: float) -> float:
+    """``min(1, best score / bound)``: how much of the attainable score the list's best
+    candidate reaches (0 for an empty list or a bound of 0)."""
+    if len(scores) == 0 or not bound > 0:
+        return 0.0
+    return float(min(1.0, max(0.0, float(scores.max()) / bound)))
+
+
+def dbsf(lists: Sequence[Ranked], depth: int, weights: Sequence[float]) -> Ranked:
+    """Weighted sum of scores normalized by each list's mean +/- 3 sd, the top ``depth``."""
+    return _fuse(lists, depth, lambda i, _, scores: weights[i] * _three_sigma(scores))
 
 
 def blend_rerank(rerank: np.ndarray, retrieval: np.ndarray, weight: float) -> np.ndarray:
@@ -60,10 +103,18 @@ def _minmax(scores: np.ndarray) -> np.ndarray:
     return (scores - low) / (high - low)
 
 
+def _three_sigma(scores: np.ndarray) -> np.ndarray:
+    mean, sd = scores.mean() if len(scores) else 0.0, scores.std() if len(scores) else 0.0
+    if not sd > 0:
+        return np.full_like(scores, 0.5, dtype=np.float64)
+    return np.clip((scores - (mean - 3 * sd)) / (6 * sd), 0.0, 1.0)
+
+
 def _fuse(
-    lists: Sequence[Ranked], depth: int, gain: Callable[[int, np.ndarray], np.ndarray]
+    lists: Sequence[Ranked], depth: int, gain: Callable[[int, int, np.ndarray], np.ndarray]
 ) -> Ranked:
-    """Per query, sum over the lists of ``gain(list number, its scores best first)`` per ref."""
+    """Per query ``q``, sum over the lists of ``gain(list number, q, its scores best first)``
+    per ref."""
     queries = len(lists[0][0])
     out_scores = np.full((queries, depth), -np.inf)
     out_refs = np.full((queries, depth), -1, dtype=np.int64)
@@ -71,7 +122,7 @@ def _fuse(
         total: dict[int, float] = {}
         for i, (scores, refs) in enumerate(lists):
             valid = refs[q] >= 0
-            gains = gain(i, np.asarray(scores[q][valid], dtype=np.float64))
+            gains = gain(i, q, np.asarray(scores[q][valid], dtype=np.float64))
             for ref, g in zip(refs[q][valid].tolist(), gains.tolist(), strict=True):
                 total[ref] = total.get(ref, 0.0) + g
         # ties keep the order of first appearance (dense first): sorted() is stable

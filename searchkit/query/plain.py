@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from searchkit.errors import IncompatibleIndex, InvalidParameter
-from searchkit.index.lexical import Terms, TermStats
+from searchkit.index.lexical import Terms, TermStats, score_bound
 from searchkit.index.manifest import Manifest
 from searchkit.models import Document, Passage
 from searchkit.options import SearchOptions
@@ -128,6 +128,10 @@ class PlainIndex:
         sparse = self.view.sparse
         assert sparse is not None and sparse.config.kind == "bm25"
         return [sparse.term_stats(keys) for keys, _ in terms]
+
+    def lexical_bounds(self, terms: Sequence[Terms]) -> list[float]:
+        """Each query's BM25 ``score_bound`` over this index, for ``gated`` fusion."""
+        return [score_bound(t, s) for t, s in zip(terms, self.term_stats(terms), strict=True)]
 
 
 def fusion_depth(batch: QueryBatch, depth: int) -> int:

@@ -196,7 +196,7 @@ class Searcher:
             vectors,
             self._query_terms(queries) if mode != "dense" else None,
         )
-        fuse = fuser(opts.fusion, opts.rrf_k, opts.weight)
+        fuse = fuser(opts.fusion, opts.rrf_k, opts.weight, self._lexical_bounds(batch, opts))
         with timing.stage("retrieve"):
             found = self.stage.candidates(batch, depth, where, opts, fuse)
         passages = found.passages or [{} for _ in queries]
@@ -232,6 +232,15 @@ class Searcher:
         self._checked_encoder.encode_queries(list(WARM_QUERIES))
         if rerank and (reranker := self._usable_reranker()) is not None:
             reranker.score([(q, WARM_QUERIES[-1]) for q in WARM_QUERIES])
+
+    def _lexical_bounds(self, batch: QueryBatch, opts: SearchOptions) -> list[float] | None:
+        """Each query's BM25 bound when ``gated`` fusion needs it (hybrid over BM25 on a plain
+        index); None otherwise, where ``gated`` fuses as ``weighted``."""
+        bounds = getattr(self.stage, "lexical_bounds", None)
+        hybrid = batch.vectors is not None and batch.terms is not None
+        if opts.fusion != "gated" or not hybrid or self.splade is not None or bounds is None:
+            return None
+        return bounds(batch.terms)
 
     def _query_terms(self, queries: Sequence[str]) -> list[Terms]:
         if self.splade is not None:
