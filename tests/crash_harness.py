@@ -71,9 +71,10 @@ def _python_events() -> dict[Any, str]:
     import pyarrow.parquet as pq
 
     from searchkit.backends.hnsw import HnswIndex
-    from searchkit.index import commit, fsio, lock, manifest, segment
+    from searchkit.index import commit, fsio, lock, manifest, segment, sharded
     from searchkit.index import docstore as store
     from searchkit.ingest import build
+    from searchkit.ingest import sharded as sharded_writer
 
     functions = {
         "shutil.rmtree": shutil.rmtree,
@@ -99,6 +100,9 @@ def _python_events() -> dict[Any, str]:
         "DocStoreWriter.write": store.DocStoreWriter.write,
         "build._commit": build._commit,
         "build.staging_dir": build.staging_dir,
+        "sharded.collect_garbage": sharded.collect_garbage,
+        "ShardedWriter: link a shard folder": sharded_writer._link_tree,
+        "ShardedWriter: switch the parent": sharded_writer._Change._switch,
         "WriterLock.acquire": lock.WriterLock.acquire,
         "WriterLock.release": lock.WriterLock.release,
         "open": _traced_open,

@@ -16,7 +16,8 @@ start indexes, runs the harness once, then checks every killed index in this pro
 * a known query still finds its document.
 
 Set SEARCHKIT_CRASH_REPORT=path.json to get the numbers as JSON; SEARCHKIT_CRASH_POINTS=N sets
-the kill points per command (default below; 1000 means every event, before and after).
+the kill points per command (default below; 1000 means every event, before and after);
+SEARCHKIT_CRASH_JOBS=sharded runs only the jobs whose name contains that text.
 """
 
 from __future__ import annotations
@@ -38,8 +39,10 @@ import pytest
 import searchkit.ingest.build
 from searchkit import Document, Searcher, build_index
 from searchkit.index.manifest import MANIFEST, Manifest
+from searchkit.index.sharded import ShardedManifest, is_sharded
 from searchkit.inference.encoder import Encoder
 from searchkit.inference.resolve import DEFAULT_ENCODER
+from searchkit.ingest.sharded import create_sharded
 from searchkit.ingest.writer import IndexWriter
 from searchkit.query.searcher import verify_index
 from tests.conftest import REPO, tiny_records, write_jsonl
@@ -99,6 +102,10 @@ KNOWN_QUERY = ("why can't light escape from a black hole", "blackhole")  # in ev
 KIWI_QUERY = "kiwi fruit vitamin C"
 
 
+SHARDED = "sharded"  # a Job backend: a sharded index (faiss flat shards, no BM25)
+SHARDS = 3
+
+
 @dataclass(frozen=True)
 class Job:
     backend: str
@@ -120,6 +127,11 @@ JOBS = [
     Job("hnswlib", "add", 12),
     Job("hnswlib", "delete", 8),
     Job("hnswlib", "compact", 12),
+    # a 3-shard index (searchkit.ingest.sharded): each change touches 2+ shards, whose new
+    # folders must not show before the parent manifest switches
+    Job(SHARDED, "add", 30),
+    Job(SHARDED, "delete", 20),
+    Job(SHARDED, "compact", 20),
 ]
 LABEL = {"index": "index --force", "index-new": "index (new)"}
 
@@ -148,7 +160,12 @@ def logical_state(index: Path) -> dict[str, Any] | None:
     m = s.manifest
     assert verify_index(index).version == m.version
     docs = []
-    for seg in s.stage.view.segments:
+    if isinstance(m, ShardedManifest):  # the shard folders the parent pins, as readers do
+        views = [shard.view for shard in s.stage._shards.shards]
+        assert [v.manifest.version for v in views] == [e.version for e in m.shards]
+    else:
+        views = [s.stage.view]
+    for seg in (seg for view in views for seg in view.segments):
         rows = np.arange(seg.entry.rows) if seg.live is None else np.flatnonzero(seg.live)
         docs.extend(doc_key(d.id, d.title, d.text, d.metadata) for d in seg.docs.take(rows))
     docs.sort()
@@ -166,9 +183,19 @@ def logical_state(index: Path) -> dict[str, Any] | None:
 
 def leftovers(index: Path) -> list[str]:
     """Names in or beside the index that its manifest does not account for."""
-    m = Manifest.read(index)
-    files = {MANIFEST, *(e.path for e in m.files.values())}
-    folders = {"segments", "deletions", *(f"segments/{s.name}" for s in m.segments)}
+    if is_sharded(index):
+        m: Manifest = ShardedManifest.read(index)
+        files = {MANIFEST, *(e.path for e in m.files.values())}
+        folders = {"shards", *(str(Path(s.path).parent) for s in m.shards)}  # type: ignore[attr-defined]
+        for shard in m.shards:  # type: ignore[attr-defined]
+            inner = Manifest.read(index / shard.path)
+            folders |= {shard.path, f"{shard.path}/segments", f"{shard.path}/deletions"}
+            folders |= {f"{shard.path}/segments/{e.name}" for e in inner.segments}
+            folders |= {str(Path(f).parent) for f in files if f.startswith(f"{shard.path}/")}
+    else:
+        m = Manifest.read(index)
+        files = {MANIFEST, *(e.path for e in m.files.values())}
+        folders = {"segments", "deletions", *(f"segments/{s.name}" for s in m.segments)}
     found = [
         rel
         for p in index.rglob("*")
@@ -234,8 +261,14 @@ class Sweep:
 
 
 def _build_starts(root: Path, backend: str, corpora: dict[str, Path]) -> dict[str, Path]:
-    """Version 1 (built), 2 (after add), 3 (after delete) of a tiny index."""
-    v1 = build_index(corpora["base"], root / "v1" / "idx", backend=backend, progress=False).path
+    """Version 1 (built), 2 (after add), 3 (after delete) of a tiny index (of a sharded one:
+    2, 3, 4; its version 1 is empty)."""
+    if backend == SHARDED:
+        v1 = create_sharded(root / "v1" / "idx", SHARDS, lexical="none")
+        with IndexWriter.open(v1) as w:
+            w.add_corpus(corpora["base"])
+    else:
+        v1 = build_index(corpora["base"], root / "v1" / "idx", backend=backend, progress=False).path
     shutil.copytree(v1, root / "v2" / "idx")
     with IndexWriter.open(root / "v2" / "idx") as w:
         w.add_corpus(corpora["add"])
@@ -264,6 +297,10 @@ def _plan_job(job: Job, starts: dict[str, Path], corpora: dict[str, Path], work:
     }
 
 
+def selected_jobs() -> list[Job]:
+    return [j for j in JOBS if os.environ.get("SEARCHKIT_CRASH_JOBS", "") in j.name]
+
+
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
     root = tmp_path_factory.mktemp("crash")
@@ -272,10 +309,11 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
         "add": write_jsonl(root / "add.jsonl", ADD_RECORDS),
         "rebuild": write_jsonl(root / "rebuild.jsonl", REBUILD_RECORDS),
     }
-    starts = {b: _build_starts(root / b, b, corpora) for b in sorted({j.backend for j in JOBS})}
+    jobs = selected_jobs()
+    starts = {b: _build_starts(root / b, b, corpora) for b in sorted({j.backend for j in jobs})}
     plan = {
         "parallel": 2,
-        "jobs": [_plan_job(j, starts[j.backend], corpora, root / "work") for j in JOBS],
+        "jobs": [_plan_job(j, starts[j.backend], corpora, root / "work") for j in jobs],
     }
     (root / "plan.json").write_text(json.dumps(plan, indent=1))
     started = time.monotonic()
@@ -346,6 +384,14 @@ def expected_after(job: Job) -> tuple[int, dict[str, tuple[str, str, dict]]]:
     }[job.op]
 
 
+def shards_touched(job: Job, index: Path) -> set[int]:
+    """The shards a sharded job changes (its ids routed by the index's hash)."""
+    routing = ShardedManifest.read(index).routing
+    assert routing is not None
+    ids = {"add": [r["_id"] for r in ADD_RECORDS[:4]], "delete": DELETE_IDS[:3]}.get(job.op)
+    return {routing.shard_of(i) for i in ids} if ids else set(range(SHARDS))
+
+
 def next_writer(s: Sweep, job: Job, index: Path, state: dict | None) -> list[str]:
     """The next writer works on a killed index and tidies it; a query finds its document."""
     problems = []
@@ -384,6 +430,8 @@ def next_writer(s: Sweep, job: Job, index: Path, state: dict | None) -> list[str
 
 @pytest.mark.parametrize("job", JOBS, ids=[j.name for j in JOBS])
 def test_a_killed_writer_leaves_the_state_before_or_after(sweep, job):
+    if job not in selected_jobs():
+        pytest.skip("not in SEARCHKIT_CRASH_JOBS")
     started = time.monotonic()
     result = sweep.results[job.name]
     assert result["after_status"] == "exit 0", result["after_output"]
@@ -391,6 +439,9 @@ def test_a_killed_writer_leaves_the_state_before_or_after(sweep, job):
     after = logical_state(Path(result["after"]))
     assert after is not None
     version, docs = expected_after(job)
+    if job.backend == SHARDED:  # created empty (version 1), then the base corpus added
+        version += 1
+        assert len(shards_touched(job, Path(result["after"]))) >= 2
     assert after["version"] == version
     assert after["docs"] == sorted(doc_key(k, *v) for k, v in docs.items())
     assert leftovers(Path(result["after"])) == []
