@@ -6,8 +6,10 @@ import hashlib
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -205,3 +207,80 @@ def test_existing_output_is_refused_before_any_work(built_index: Path, tmp_path:
         train_embedder(built_index, [TrainQuery("q", "t", ["x"])], tmp_path / "emb")
     with pytest.raises(InvalidParameter, match="is the index being read"):
         train_embedder(built_index, [], tmp_path / "e2", reindex=built_index)
+
+
+# a run long enough to be stopped between checkpoints: 3 rows of 1 query, 4 epochs, 12 steps
+RESUMABLE = ["--max-length", "32", "--epochs", "4", "--batch-size", "1", "--depth", "4"]
+RESUMABLE += ["--negatives", "1", "--in-batch", "0", "--heldout", "0.4", "--save-steps", "3"]
+
+
+def train_args(index: Path, out: Path, pairs: Path, base: Path, *extra: str) -> list[str]:
+    return ["train-reranker", str(index), "-o", str(out), "--pairs", str(pairs), "--base",
+            str(base), *RESUMABLE, "--no-progress", "--json", *extra]  # fmt: skip
+
+
+def kill_after_first_checkpoint(args: list[str], staging: Path, cwd: Path) -> list[str]:
+    """Start a training subprocess, SIGKILL it once a complete checkpoint is written; the
+    checkpoint folder names seen until then."""
+    from searchkit.training.staging import last_checkpoint
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "searchkit", *args], cwd=cwd, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    seen: set[str] = set()
+    deadline = time.monotonic() + 600
+    while last_checkpoint(staging) is None and proc.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint within 600 s"
+        seen.update(p.name for p in (staging / "checkpoints").glob("checkpoint-*"))
+        time.sleep(0.02)
+    proc.kill()
+    _, stderr = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, f"the run ended before it was killed: {stderr}"
+    return sorted(seen | {p.name for p in (staging / "checkpoints").glob("checkpoint-*")})
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_to_the_same_model(
+    built_index: Path, reranker_path: Path, tmp_path: Path
+) -> None:
+    from sentence_transformers import CrossEncoder
+
+    from searchkit.training.reranker import train_reranker
+    from searchkit.training.staging import last_checkpoint
+
+    pairs = pairs_file(tmp_path / "pairs.jsonl")
+    out, staging = tmp_path / "rr", tmp_path / ".rr.training"
+    args = train_args(built_index, out, pairs, reranker_path)
+    seen = kill_after_first_checkpoint(args, staging, tmp_path)
+    assert seen and all(int(name.split("-")[1]) % 3 == 0 for name in seen)  # --save-steps 3
+    assert not out.exists()
+    checkpoint = last_checkpoint(staging)
+    assert checkpoint is not None
+    step = int(checkpoint.name.split("-")[1])
+    assert 3 <= step < 12
+    # what a stopped run leaves is usable: the checkpoint is a reranker
+    hits = Searcher.open(built_index, reranker=str(checkpoint)).search(next(iter(QUERIES)), 3)
+    assert hits.reranked and len(hits) == 3
+    # its checkpoints are not discarded silently, nor resumed with other options
+    refused = run(*args, cwd=tmp_path)
+    assert refused.returncode != 0 and "--resume to continue it" in refused.stderr
+    other = run(*args, "--resume", "--lr", "1e-4", cwd=tmp_path)
+    assert other.returncode != 0 and "started with --lr 5e-05, not 0.0001" in other.stderr
+    resumed = run(*args, "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    report = json.loads(resumed.stdout)
+    assert report["resumed_from"] == step and report["steps"] == 12
+    assert not staging.exists() and not (out / "checkpoints").exists()
+    # the same run, never stopped, ends at the same step with the same weights
+    whole = train_reranker(
+        built_index, load_pairs_jsonl(pairs), tmp_path / "whole", base=str(reranker_path),
+        max_length=32, epochs=4, batch_size=1, depth=4, negatives=1, in_batch=0, heldout=0.4,
+        save_steps=3, progress=False,
+    )  # fmt: skip
+    assert whole.steps == 12 and whole.resumed_from is None
+    assert whole.ndcg10 == pytest.approx(report["ndcg10"], abs=1e-6)
+    scored = [(q, other) for q in QUERIES for other in QUERIES]
+    a = CrossEncoder(str(out)).predict(scored)
+    b = CrossEncoder(str(tmp_path / "whole")).predict(scored)
+    assert np.allclose(a, b, atol=1e-4)

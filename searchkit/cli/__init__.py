@@ -540,6 +540,15 @@ def serve(
     run(app, host=host, port=port, log_level=log_level, access_log=access_log)
 
 
+SaveStepsOpt = Annotated[
+    int | None,
+    typer.Option(help="Checkpoint every N optimizer steps (default: every epoch), for --resume."),
+]
+ResumeOpt = Annotated[
+    bool, typer.Option(help="Continue a stopped run from its last checkpoint (same options).")
+]
+
+
 @app.command("train-reranker")
 def train_reranker(
     index: IndexArg,
@@ -567,6 +576,8 @@ def train_reranker(
         int, typer.Option("--candidates", "-c", help="Hits reranked to measure nDCG@10.")
     ] = DEFAULT_CANDIDATES,
     seed: Annotated[int, typer.Option(help="Seed of the split, sampling and training.")] = 0,
+    save_steps: SaveStepsOpt = None,
+    resume: ResumeOpt = False,
     force: Annotated[bool, typer.Option(help="Replace an existing --out folder.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = True,
     as_json: JsonOpt = False,
@@ -586,8 +597,8 @@ def train_reranker(
         report = train(
             index, data, out, base=base, eval_queries=held, heldout=heldout, negatives=negatives,
             depth=depth, in_batch=in_batch, mode=mode, epochs=epochs, batch_size=batch_size,
-            lr=lr, max_length=max_length, candidates=candidates, seed=seed, force=force,
-            progress=progress,
+            lr=lr, max_length=max_length, candidates=candidates, seed=seed,
+            save_steps=save_steps, resume=resume, force=force, progress=progress,
         )  # fmt: skip
     print_training(report, as_json=as_json)
 
@@ -618,6 +629,8 @@ def train_embedder(
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 2e-5,
     max_length: MaxLengthOpt = 256,
     seed: Annotated[int, typer.Option(help="Seed of the split, sampling and training.")] = 0,
+    save_steps: SaveStepsOpt = None,
+    resume: ResumeOpt = False,
     force: Annotated[
         bool, typer.Option(help="Replace existing --out / --reindex folders.")
     ] = False,
@@ -639,6 +652,7 @@ def train_embedder(
         report = train(
             index, data, out, base=base, eval_queries=held, heldout=heldout, negatives=negatives,
             depth=depth, mode=mode, epochs=epochs, batch_size=batch_size, lr=lr,
-            max_length=max_length, seed=seed, force=force, progress=progress, reindex=reindex,
+            max_length=max_length, seed=seed, save_steps=save_steps, resume=resume, force=force,
+            progress=progress, reindex=reindex,
         )  # fmt: skip
     print_training(report, as_json=as_json)

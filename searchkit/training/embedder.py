@@ -8,30 +8,31 @@ vector, so ``reindex`` re-embeds the index into a new folder (see ``searchkit.tr
 
 from __future__ import annotations
 
-import contextlib
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from searchkit.inference.resolve import canonical_name, load_st_model
+from searchkit.inference.resolve import canonical_name
 from searchkit.query.searcher import Searcher
 from searchkit.training.common import (
     Clock,
+    Schedule,
     TrainReport,
     as_dataset,
-    commit_folder,
-    mine,
+    fit,
+    load_base,
+    measure_before,
     ndcg10,
+    prepare_run,
     serving_length,
-    staging_folder,
     training_arguments,
 )
 from searchkit.training.data import TrainQuery
 from searchkit.training.reindex import check_reindex_target
 from searchkit.training.reindex import reindex as reindex_with
+from searchkit.training.staging import commit_folder
 
 EVAL_POOL = 30  # first-stage hits per evaluation query that the bi-encoder re-orders
 
@@ -52,6 +53,8 @@ def train_embedder(
     lr: float = 2e-5,
     max_length: int = 256,
     seed: int = 0,
+    save_steps: int | None = None,
+    resume: bool = False,
     force: bool = False,
     progress: bool = True,
     reindex: str | Path | None = None,
@@ -63,6 +66,7 @@ def train_embedder(
     measured on the evaluation queries (``eval_queries``, else a seeded ``heldout`` share) by
     re-ordering each one's first-stage top ``EVAL_POOL`` by cosine similarity: a cheap check
     that needs no re-embedding; ``searchkit eval`` on the reindexed folder is the full one.
+    Checkpoints (``save_steps``) and ``resume`` work as in ``train_reranker``.
 
     Example::
 
@@ -75,28 +79,31 @@ def train_embedder(
     base = canonical_name(base or searcher.manifest.encoder.name)
     if reindex is not None:
         check_reindex_target(index, reindex, force)
-    staging = staging_folder(out, force)
-    train, held, eval_pools, rows = mine(
-        searcher, queries, eval_queries, heldout, depth, EVAL_POOL, negatives, mode, seed, progress
-    )
-    started = clock.lap("mining", started)
-    model = load_st_model("SentenceTransformer", base, "bi-encoder")
-    serve = serving_length(int(model.max_seq_length), max_length)
-    model.max_seq_length = serve  # evaluated at the length it is saved with
     given = locals()
     options = {k: given[k] for k in _OPTIONS}
+    staging, state = prepare_run(
+        searcher, out, queries, eval_queries, {**options, "base": base}, eval_depth=EVAL_POOL,
+        save_steps=save_steps, force=force, resume=resume, progress=progress,
+    )  # fmt: skip
+    started = clock.lap("mining", started)
+    model = load_base("SentenceTransformer", base, "bi-encoder", seed)
+    serve = serving_length(int(model.max_seq_length), max_length)
+    model.max_seq_length = serve  # evaluated at the length it is saved with
+    held, pools = state.held, state.eval_pools
     report = TrainReport(
-        str(out), base, str(searcher.path), len(train), len(held), len(rows), 0, options
-    )
-    report.ndcg10["first_stage"] = ndcg10(held, eval_pools)
-    report.ndcg10["before"] = ndcg10(held, eval_pools, _scorer(model))
+        str(out), base, str(searcher.path), state.train_queries, len(held), len(state.rows), 0,
+        {**options, "save_steps": save_steps},
+    )  # fmt: skip
+    measure_before(state, staging, _scorer(model))
+    report.ndcg10.update(state.ndcg10)
     started = clock.lap("eval_before", started)
     model.max_seq_length = max_length
-    report.steps = _fit(model, rows, staging, epochs, batch_size, lr, seed, progress)
+    schedule = Schedule(epochs, batch_size, lr, seed, save_steps)
+    report.steps, report.resumed_from = _fit(model, state.rows, staging, schedule, progress)
     started = clock.lap("training", started)
     model.max_seq_length = serve
     model.save_pretrained(str(staging))
-    report.ndcg10["after"] = ndcg10(held, eval_pools, _scorer(model))
+    report.ndcg10["after"] = ndcg10(held, pools, _scorer(model))
     started = clock.lap("eval_after", started)
     report.write(staging)
     commit_folder(staging, out)
@@ -136,13 +143,10 @@ def _fit(
     model: Any,
     rows: list[list[str]],
     folder: Path,
-    epochs: float,
-    batch_size: int,
-    lr: float,
-    seed: int,
+    schedule: Schedule,
     progress: bool,
-) -> int:
-    """Train in place with SentenceTransformerTrainer; returns the optimizer steps taken."""
+) -> tuple[int, int | None]:
+    """Train in place with SentenceTransformerTrainer (see ``fit``)."""
     from sentence_transformers import (
         SentenceTransformerTrainer,
         SentenceTransformerTrainingArguments,
@@ -150,12 +154,10 @@ def _fit(
     )
 
     args = SentenceTransformerTrainingArguments(
-        **training_arguments(folder, len(rows), epochs, batch_size, lr, seed, progress)
+        **training_arguments(folder, len(rows), schedule, progress)
     )
     loss = losses.MultipleNegativesRankingLoss(model)
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=as_dataset(rows), loss=loss
     )
-    # the trainer prints its loss logs: keep stdout for the result (--json)
-    with contextlib.redirect_stdout(sys.stderr):
-        return int(trainer.train().global_step)
+    return fit(trainer, folder)

@@ -9,27 +9,28 @@ benchmarks/README.md); the listwise one did not.
 
 from __future__ import annotations
 
-import contextlib
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from searchkit.defaults import DEFAULT_CANDIDATES
-from searchkit.inference.resolve import canonical_name, load_st_model
+from searchkit.inference.resolve import canonical_name
 from searchkit.query.searcher import Searcher
 from searchkit.training.common import (
     Clock,
+    Schedule,
     TrainReport,
     as_dataset,
-    commit_folder,
-    mine,
+    fit,
+    load_base,
+    measure_before,
     ndcg10,
+    prepare_run,
     serving_length,
-    staging_folder,
     training_arguments,
 )
 from searchkit.training.data import TrainQuery
+from searchkit.training.staging import commit_folder
 
 
 def train_reranker(
@@ -50,6 +51,8 @@ def train_reranker(
     max_length: int = 256,
     candidates: int = DEFAULT_CANDIDATES,
     seed: int = 0,
+    save_steps: int | None = None,
+    resume: bool = False,
     force: bool = False,
     progress: bool = True,
 ) -> TrainReport:
@@ -59,8 +62,12 @@ def train_reranker(
     the index's first stage ``mode`` (hybrid by default when the index has lexical data),
     positives excluded. Before and after training, the model reranks the top ``candidates`` of
     the evaluation queries (``eval_queries``, else a seeded ``heldout`` share of ``queries``
-    kept out of training), and nDCG@10 is reported. Checkpoints go to ``out/checkpoints``;
-    ``out`` appears only when training succeeds.
+    kept out of training), and nDCG@10 is reported. ``out`` appears only when training
+    succeeds; until then the run works in the hidden sibling ``.OUT.training``, with a
+    checkpoint every ``save_steps`` optimizer steps (None: every epoch) in its
+    ``checkpoints/checkpoint-N`` (each one a model ``--reranker`` loads). ``resume=True``
+    continues a stopped run from its last checkpoint, on the rows it mined (see
+    ``searchkit.training.staging``).
 
     Example::
 
@@ -72,26 +79,32 @@ def train_reranker(
     out = Path(out)
     searcher = Searcher.open(index)
     base = canonical_name(base or searcher.manifest.reranker)
-    staging = staging_folder(out, force)
-    train, held, eval_pools, rows = mine(
-        searcher, queries, eval_queries, heldout, depth, candidates, negatives, mode, seed, progress
-    )
+    options = _options(locals())
+    staging, state = prepare_run(
+        searcher, out, queries, eval_queries, {**options, "base": base}, eval_depth=candidates,
+        save_steps=save_steps, force=force, resume=resume, progress=progress,
+    )  # fmt: skip
     started = clock.lap("mining", started)
-    model = load_st_model("CrossEncoder", base, "reranker")
+    model = load_base("CrossEncoder", base, "reranker", seed)
     serve = serving_length(int(model.max_seq_length), max_length)
     model.max_seq_length = serve  # evaluated at the length it is saved with
+    held, pools = state.held, state.eval_pools
     report = TrainReport(
-        str(out), base, str(searcher.path), len(train), len(held), len(rows), 0, _options(locals())
-    )
-    report.ndcg10["first_stage"] = ndcg10(held, eval_pools)
-    report.ndcg10["before"] = ndcg10(held, eval_pools, _scorer(model))
+        str(out), base, str(searcher.path), state.train_queries, len(held), len(state.rows), 0,
+        {**options, "save_steps": save_steps},
+    )  # fmt: skip
+    measure_before(state, staging, _scorer(model))
+    report.ndcg10.update(state.ndcg10)
     started = clock.lap("eval_before", started)
     model.max_seq_length = max_length
-    report.steps = _fit(model, rows, staging, epochs, batch_size, lr, in_batch, seed, progress)
+    schedule = Schedule(epochs, batch_size, lr, seed, save_steps)
+    report.steps, report.resumed_from = _fit(
+        model, state.rows, staging, schedule, in_batch, progress
+    )
     started = clock.lap("training", started)
     model.max_seq_length = serve
     model.save_pretrained(str(staging))
-    report.ndcg10["after"] = ndcg10(held, eval_pools, _scorer(model))
+    report.ndcg10["after"] = ndcg10(held, pools, _scorer(model))
     clock.lap("eval_after", started)
     report.seconds = clock.total()
     report.write(staging)
@@ -116,14 +129,11 @@ def _fit(
     model: Any,
     rows: list[list[str]],
     folder: Path,
-    epochs: float,
-    batch_size: int,
-    lr: float,
+    schedule: Schedule,
     in_batch: int,
-    seed: int,
     progress: bool,
-) -> int:
-    """Train in place with CrossEncoderTrainer; returns the optimizer steps taken."""
+) -> tuple[int, int | None]:
+    """Train in place with CrossEncoderTrainer (see ``fit``)."""
     from sentence_transformers.cross_encoder import (
         CrossEncoderTrainer,
         CrossEncoderTrainingArguments,
@@ -131,10 +141,8 @@ def _fit(
     )
 
     args = CrossEncoderTrainingArguments(
-        **training_arguments(folder, len(rows), epochs, batch_size, lr, seed, progress)
+        **training_arguments(folder, len(rows), schedule, progress)
     )
     loss = losses.MultipleNegativesRankingLoss(model, num_negatives=in_batch)
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=as_dataset(rows), loss=loss)
-    # the trainer prints its loss logs: keep stdout for the result (--json)
-    with contextlib.redirect_stdout(sys.stderr):
-        return int(trainer.train().global_step)
+    return fit(trainer, folder)
