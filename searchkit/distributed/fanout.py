@@ -35,7 +35,7 @@ from searchkit.options import SearchOptions
 from searchkit.query.filters import Filter, Where, compile_filter
 from searchkit.query.plain import PlainIndex, fusion_depth
 from searchkit.query.stage import Candidates, Fuse, QueryBatch, Ranked, pools_of
-from searchkit.query.view import merged_fields
+from searchkit.query.view import OPEN_ATTEMPTS, merged_fields
 
 Found = tuple[dict[int, Document], list[dict[int, Passage]]]  # PlainIndex.documents
 Wanted = tuple[np.ndarray, list[dict[int, int]]]  # a shard's refs to fetch, their best passages
@@ -142,14 +142,26 @@ class ShardedIndex:
         return manifest
 
     def _open(self) -> tuple[ShardedManifest, Shards]:
-        manifest = ShardedManifest.read(self.path)
+        """The shard folders the parent manifest pins, opened; retried when a writer switched
+        the parent and removed the old folders while we opened them."""
+        for attempt in range(1, OPEN_ATTEMPTS + 1):
+            manifest = ShardedManifest.read(self.path)
+            try:
+                return manifest, self._open_shards(manifest)
+            except (CorruptIndex, OSError):
+                latest = ShardedManifest.read(self.path).version
+                if attempt == OPEN_ATTEMPTS or latest == manifest.version:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _open_shards(self, manifest: ShardedManifest) -> Shards:
         check_shard_manifests(self.path, manifest, self._verify)
         paths = [self.path / s.path for s in manifest.shards]
         if self._ray_address is None:
-            return manifest, LocalShards(paths, self._verify)
+            return LocalShards(paths, self._verify)
         from searchkit.distributed.cluster import RayShards
 
-        return manifest, RayShards(paths, self._verify, self._ray_address)
+        return RayShards(paths, self._verify, self._ray_address)
 
     @property
     def manifest(self) -> ShardedManifest:

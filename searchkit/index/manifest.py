@@ -154,9 +154,9 @@ class Manifest:
             )
         if isinstance(data, dict) and data.get("kind") == SHARDED and cls is Manifest:
             raise IncompatibleIndex(
-                f"{folder} is a sharded index (its shards are listed in {MANIFEST}): it can be "
-                "searched, but add, delete and compact do not work on sharded indexes yet; "
-                "rebuild it to change its documents"
+                f"{folder} is a sharded index (its shards are listed in {MANIFEST}), not an "
+                "ordinary one: read its manifest with ShardedManifest.read, change it with "
+                "IndexWriter.open (which returns a ShardedWriter)"
             )
         try:
             data["files"] = {role: FileEntry(**entry) for role, entry in data["files"].items()}

@@ -290,16 +290,18 @@ def check_shard_manifests(path: Path, manifest: ShardedManifest, checksums: bool
     """Every file the parent names exists with its size, each shard is at the version the
     parent pins, and each shard's manifest.json has its recorded sha256 too when ``checksums``
     (each shard checks its own files' sha256)."""
+    for shard in manifest.shards:  # a shard changed behind the parent's back says so first
+        if (path / shard.path / MANIFEST).is_file():
+            found = Manifest.read(path / shard.path).version
+            if found != shard.version:
+                raise CorruptIndex(
+                    f"{path / shard.path}: shard {shard.name} is at version {found}, the parent "
+                    f"manifest pins version {shard.version}; rebuild the index"
+                )
     manifest.verify(path, checksums=False)
     for shard in manifest.shards:
         entry = manifest.files[f"{shard.name}/manifest"]
         if checksums and sha256_file(path / entry.path) != entry.sha256:
             raise CorruptIndex(
                 f"{path / entry.path}: shard manifest checksum mismatch; rebuild the index"
-            )
-        found = Manifest.read(path / shard.path).version
-        if found != shard.version:
-            raise CorruptIndex(
-                f"{path / shard.path}: shard {shard.name} is at version {found}, the parent "
-                f"manifest pins version {shard.version}; rebuild the index"
             )

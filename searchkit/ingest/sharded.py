@@ -20,7 +20,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import fields, replace
 from itertools import islice
 from pathlib import Path
 from types import TracebackType
@@ -60,9 +60,12 @@ from searchkit.models import Document
 
 # documents of a corpus routed at a time by add_corpus: each shard commits what it got of them
 ROUTE_DOCS = 16 * BLOCK_DOCS
-# the CommitReport counts summed over the shards
-COUNTS = ("added", "replaced", "unchanged", "deleted", "passages", "chunked", "truncated")
-COUNTS += ("rewritten", "purged")
+# the CommitReport counts summed over the shards (the others describe the whole index)
+COUNTS = tuple(
+    f.name
+    for f in fields(CommitReport)
+    if f.type == "int" and f.name not in ("version", "documents", "tombstones", "skipped_count")
+)
 
 
 class ShardedWriter:
@@ -87,14 +90,6 @@ class ShardedWriter:
             raise
         e = self.manifest.encoder
         self.encoder = Encoder(e.name, batch_size=batch_size, runtime=from_manifest(e))
-
-    @classmethod
-    def open(
-        cls, path: str | Path, *, batch_size: int = 32, progress: bool = False
-    ) -> ShardedWriter:
-        """Open the sharded index at ``path`` for writing; ``IndexLocked`` if another writer
-        has it."""
-        return cls(path, batch_size=batch_size, progress=progress)
 
     def close(self) -> None:
         """Release the lock; the writer cannot be used afterwards."""
