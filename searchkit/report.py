@@ -16,7 +16,8 @@ from rich.table import Table
 from searchkit.eval.evaluate import EvalResult
 from searchkit.eval.suite import SuiteResult
 from searchkit.index.manifest import Manifest
-from searchkit.index.sections import LexicalSection
+from searchkit.index.sections import LexicalSection, MergePolicy
+from searchkit.index.segment import disk_usage
 from searchkit.inference.runtimes import from_manifest
 from searchkit.ingest.build import BuildReport
 from searchkit.ingest.corpus import SkippedLine
@@ -121,7 +122,7 @@ def print_hits(index: Path, hits: Hits, reranker: str, as_json: bool = False) ->
 def print_manifest(index: Path, manifest: Manifest, as_json: bool = False) -> None:
     """What ``searchkit info`` shows."""
     if as_json:
-        _dump({"index": str(index), **manifest.to_dict()})
+        _dump({"index": str(index), **manifest.to_dict(), "disk_bytes": disk_usage(manifest)})
         return
     m = manifest
     params = ", ".join(f"{k}={v}" for k, v in m.backend.params.items()) or "-"
@@ -146,6 +147,8 @@ def print_manifest(index: Path, manifest: Manifest, as_json: bool = False) -> No
         ("lexical", _lexical(m.lexical)),
         ("long documents", _chunking(m)),
         ("vector memory", _vector_memory(m)),
+        ("disk per vector", _disk_per_vector(m)),
+        ("merge policy", _merge_policy(m.merge)),
         (
             "corpus",
             f"{m.corpus.path} (sha256 {m.corpus.sha256[:16]}..., "
@@ -200,9 +203,31 @@ def _chunking(m: Manifest) -> str:
 def _vector_memory(m: Manifest) -> str:
     """Bytes per row of the vector indexes (what is held in RAM) and of the float vectors."""
     rows = m.passage_counts()["passages"]
-    held = sum(m.files[s.role("index")].bytes for s in m.segments)
+    held = disk_usage(m)["vector index"]
+    if not held:
+        return f"none but the float32 vectors, {4 * m.dim:,} bytes/vector (mmap, searched exactly)"
     per_row = f"{held / rows:,.0f}" if rows else "-"
     return f"{per_row} bytes/vector in the index; float32 vectors {4 * m.dim:,} on disk (mmap)"
+
+
+def _disk_per_vector(m: Manifest) -> str:
+    """Bytes on disk per vector (passage) of each kind of data."""
+    rows = m.passage_counts()["passages"]
+    usage = disk_usage(m)
+    if not rows:
+        return "-"
+    parts = [f"{kind} {n / rows:,.0f}" for kind, n in usage.items() if n]
+    return f"{sum(usage.values()) / rows:,.0f} bytes: " + ", ".join(parts)
+
+
+def _merge_policy(p: MergePolicy) -> str:
+    if p.kind == "none":
+        return "none (segments merge only on compact)"
+    return (
+        f"tiered ({p.segments_per_tier} segments per tier, {p.max_merge_at_once} merged at once, "
+        f"floor {p.floor_docs:,} docs, max {p.max_segment_docs:,} docs, "
+        f"deletes over {p.deletes_pct}% rewritten)"
+    )
 
 
 def print_commit(report: CommitReport, as_json: bool = False) -> None:

@@ -16,6 +16,12 @@ BACKENDS = tuple(_BACKENDS)
 DEFAULT_KIND = {"faiss": "flat", "hnswlib": "hnsw", "exact": "flat"}
 
 
+def is_float_view(name: str, kind: str) -> bool:
+    """Whether a ``kind`` index of backend ``name`` is an exact scan of the segment's stored
+    float vectors (``ExactIndex.over`` them): it writes no file of its own."""
+    return kind in get_backend(name).FLOAT_VIEWS
+
+
 def get_backend(name: str) -> type[VectorIndex]:
     """The backend class registered under ``name``."""
     if name not in _BACKENDS:
@@ -24,4 +30,4 @@ def get_backend(name: str) -> type[VectorIndex]:
     return getattr(importlib.import_module(module), attr)
 
 
-__all__ = ["BACKENDS", "DEFAULT_KIND", "VectorIndex", "get_backend"]
+__all__ = ["BACKENDS", "DEFAULT_KIND", "VectorIndex", "get_backend", "is_float_view"]

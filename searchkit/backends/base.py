@@ -27,6 +27,9 @@ class VectorIndex(Protocol):
     """
 
     KINDS: ClassVar[dict[str, dict[str, Any]]]
+    # kinds that are exact scans of the float vectors a segment stores anyway (vectors.f32):
+    # no copy of them is built or saved, the segment searches them through ``ExactIndex.over``
+    FLOAT_VIEWS: ClassVar[frozenset[str]]
     SUFFIX: ClassVar[str]
     kind: str
     params: dict[str, Any]

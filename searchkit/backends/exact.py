@@ -1,4 +1,5 @@
-"""Exact inner-product search with numpy: the ground truth other backends are tested against."""
+"""Exact inner-product search with numpy: the ground truth other backends are tested against,
+and the search of every flat index, straight over a segment's memory-mapped vectors.f32."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ class ExactIndex:
     """Brute-force search over a (memory-mapped when loaded) float32 matrix."""
 
     KINDS: dict[str, dict[str, Any]] = {"flat": {}}
+    FLOAT_VIEWS = frozenset({"flat"})  # (indexes written before kept a copy in index.npy)
     SUFFIX = "npy"
 
     def __init__(self, dim: int, kind: str, params: dict[str, Any]) -> None:
@@ -24,6 +26,13 @@ class ExactIndex:
     @classmethod
     def create(cls, dim: int, kind: str, params: dict[str, Any], count: int) -> ExactIndex:
         return cls(dim, kind, resolve_params("exact", cls.KINDS, kind, params, count))
+
+    @classmethod
+    def over(cls, vectors: np.ndarray, kind: str, params: dict[str, Any]) -> ExactIndex:
+        """An index searching ``vectors`` (a memory map: no copy) in place."""
+        index = cls(vectors.shape[1], kind, params)
+        index._vectors = np.asarray(vectors)  # a plain array over the same pages
+        return index
 
     @classmethod
     def load(cls, path: Path, dim: int, kind: str, params: dict[str, Any]) -> ExactIndex:

@@ -35,6 +35,9 @@ class FaissIndex:
         "binary": {"rescore": RESCORE["binary"]},
         "binary-hnsw": {**HNSW, "rescore": RESCORE["binary"]},
     }
+    # flat: the segment's vectors.f32 scanned in place (indexes written before kept a faiss
+    # IndexFlatIP copy of the same floats, index.faiss, now ignored)
+    FLOAT_VIEWS = frozenset({"flat"})
     SUFFIX = "faiss"
 
     def __init__(self, index: Any, kind: str, params: dict[str, Any]) -> None:

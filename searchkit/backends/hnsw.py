@@ -18,6 +18,9 @@ class HnswIndex:
     KINDS: dict[str, dict[str, Any]] = {
         "hnsw": {"m": 32, "ef_construction": 200, "ef_search": 64},
     }
+    # hnswlib keeps each vector inside its level-0 graph block (links and floats interleaved),
+    # so the graph file holds a second copy of vectors.f32 that its API cannot share
+    FLOAT_VIEWS: frozenset[str] = frozenset()
     SUFFIX = "hnswlib"
     SEED = 100
 

@@ -84,6 +84,34 @@ def _main(
         log_verbose()
 
 
+MergePolicyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--merge-policy",
+        help="Merging of small segments after each commit: tiered or none (only compact) "
+        "[tiered]; recorded in the index (on add: for this add only).",
+    ),
+]
+SegmentsPerTierOpt = Annotated[
+    int | None, typer.Option(help="Tiered merging: segments a tier holds before merging [2].")
+]
+MaxMergeAtOnceOpt = Annotated[
+    int | None,
+    typer.Option(help="Tiered merging: segments merged at once, and the size ratio of tiers [4]."),
+]
+FloorDocsOpt = Annotated[
+    int | None, typer.Option(help="Tiered merging: smaller segments count as this size [4].")
+]
+
+
+def _merge_policy(kind: str | None, **knobs: int | None) -> object:
+    """The ``MergePolicy`` of the merge flags (None: none given, the index's or the default)."""
+    from searchkit.index.merge import MergePolicy
+
+    given = {k: v for k, v in {"kind": kind, **knobs}.items() if v is not None}
+    return MergePolicy(**given) if given else None
+
+
 @app.command()
 def index(
     corpus: CorpusArg,
@@ -174,6 +202,10 @@ def index(
     chunk_overlap: Annotated[
         int | None, typer.Option(help="Tokens shared by consecutive passages [32].")
     ] = None,
+    merge_policy: MergePolicyOpt = None,
+    segments_per_tier: SegmentsPerTierOpt = None,
+    max_merge_at_once: MaxMergeAtOnceOpt = None,
+    floor_docs: FloorDocsOpt = None,
     force: Annotated[bool, typer.Option(help="Replace an existing index.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
     ray: Annotated[
@@ -220,7 +252,11 @@ def index(
         elif (shards, workers) != (None, None):
             raise InvalidParameter("--shards and --workers need --ray ADDRESS")
         else:
-            build = functools.partial(build_index, splade_model=splade_model)
+            policy = _merge_policy(
+                merge_policy, segments_per_tier=segments_per_tier,
+                max_merge_at_once=max_merge_at_once, floor_docs=floor_docs,
+            )  # fmt: skip
+            build = functools.partial(build_index, splade_model=splade_model, merge_policy=policy)
             corpus = read_corpus(
                 corpus, **reading, id_field=id_field, skip_invalid=skip_invalid, encoding=encoding
             )
@@ -400,6 +436,10 @@ def add(
     ] = False,
     encoding: EncodingOpt = "utf-8",
     batch_size: Annotated[int, typer.Option(help="Texts per encoder batch.")] = 32,
+    merge_policy: MergePolicyOpt = None,
+    segments_per_tier: SegmentsPerTierOpt = None,
+    max_merge_at_once: MaxMergeAtOnceOpt = None,
+    floor_docs: FloorDocsOpt = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
     as_json: JsonOpt = False,
 ) -> None:
@@ -414,7 +454,13 @@ def add(
         source = read_corpus(
             corpus, **reading, id_field=id_field, skip_invalid=skip_invalid, encoding=encoding
         )
-        with IndexWriter.open(index, batch_size=batch_size, progress=progress) as writer:
+        policy = _merge_policy(
+            merge_policy, segments_per_tier=segments_per_tier,
+            max_merge_at_once=max_merge_at_once, floor_docs=floor_docs,
+        )  # fmt: skip
+        with IndexWriter.open(
+            index, batch_size=batch_size, progress=progress, merge_policy=policy
+        ) as writer:
             report = writer.add_corpus(source)
     print_commit(report, as_json=as_json)
 

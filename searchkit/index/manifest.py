@@ -18,6 +18,7 @@ from searchkit.index.sections import (
     CorpusSection,
     EncoderSection,
     LexicalSection,
+    MergePolicy,
 )
 
 # 2: segments and deletions (living indexes); 3: lexical first stage; 4: passages (chunking)
@@ -28,8 +29,9 @@ READABLE_VERSIONS = (2, 3, 4)
 MANIFEST = "manifest.json"
 # the "kind" of a sharded index's parent manifest (searchkit.index.sharded)
 SHARDED = "sharded"
-# sections an index may lack (null or absent): no lexical first stage, built before chunking
-OPTIONAL_SECTIONS = ("lexical", "chunking")
+# sections an index may lack (null or absent): no lexical first stage, built before chunking,
+# before merging (the default policy)
+OPTIONAL_SECTIONS = ("lexical", "chunking", "merge")
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,8 @@ class Manifest:
     lexical: LexicalSection | None = None
     # how documents are split into passages (searchkit.ingest.chunking); None: never, not counted
     chunking: ChunkingSection | None = None
+    # how the writer merges segments after a commit (searchkit.index.merge)
+    merge: MergePolicy = field(default_factory=MergePolicy)
     # the corpus' language (searchkit.analysis.detect_language, or as given); None: an index
     # older than language detection, English
     language: str | None = None

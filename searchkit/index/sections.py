@@ -1,4 +1,4 @@
-"""The typed sections of manifest.json: encoder, backend, lexical, chunking, corpus.
+"""The typed sections of manifest.json: encoder, backend, lexical, chunking, merge, corpus.
 
 Each section is a frozen dataclass read with ``from_dict`` and written with ``to_dict``, so
 manifest.json keeps the JSON it always had. Keys this searchkit does not know (written by a
@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
+
+from searchkit.errors import InvalidParameter
 
 S = TypeVar("S", bound="_Section")
 
@@ -122,6 +124,51 @@ class ChunkingSection(_Section):
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
+MERGE_KINDS = ("tiered", "none")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MergePolicy(_Section):
+    """How the writer merges small segments after each commit (``searchkit.index.merge``).
+
+    ``tiered``: segments are grouped in tiers by live documents (below ``floor_docs`` they
+    count as ``floor_docs``; each tier ``max_merge_at_once`` times the one below); a tier
+    holding more than ``segments_per_tier`` segments has its smallest (up to
+    ``max_merge_at_once``) merged into one, never past ``max_segment_docs``; a segment whose
+    deleted share exceeds ``deletes_pct`` percent is rewritten. ``none``: only ``compact``
+    merges. Indexes older than merging read as the default (tiered).
+    """
+
+    KEY: ClassVar[str] = "merge"
+
+    kind: str = "tiered"
+    segments_per_tier: int = 2
+    max_merge_at_once: int = 4
+    floor_docs: int = 4
+    max_segment_docs: int = 2_000_000
+    deletes_pct: int = 30
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in MERGE_KINDS:
+            raise InvalidParameter(
+                f"unknown merge policy {self.kind!r}; choose one of: {', '.join(MERGE_KINDS)}",
+                param="merge_policy",
+            )
+        least = {"segments_per_tier": 1, "max_merge_at_once": 2, "floor_docs": 1,
+                 "max_segment_docs": 2, "deletes_pct": 0}  # fmt: skip
+        for name, low in least.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise InvalidParameter(
+                    f"{name} must be a whole number >= {low}, got {value!r}", param=name
+                )
+        if self.deletes_pct > 100:
+            raise InvalidParameter(
+                f"deletes_pct must be at most 100, got {self.deletes_pct}", param="deletes_pct"
+            )
+
+
 @dataclass(frozen=True)
 class CorpusSection(_Section):
     """The corpus file the index was built from, its sha256 and the lines skipped."""
@@ -137,5 +184,12 @@ class CorpusSection(_Section):
 # manifest.json key -> section type
 SECTIONS: dict[str, type[_Section]] = {
     s.KEY: s
-    for s in (EncoderSection, BackendSection, LexicalSection, ChunkingSection, CorpusSection)
+    for s in (
+        EncoderSection,
+        BackendSection,
+        LexicalSection,
+        ChunkingSection,
+        MergePolicy,
+        CorpusSection,
+    )
 }

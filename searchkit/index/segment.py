@@ -2,10 +2,11 @@
 
 A segment folder ``segments/<name>/`` holds ``docs.parquet`` (row i is document i) and
 ``docs.rows`` (the same rows at byte offsets, for fetching hits; see ``searchkit.index.docstore``),
-``vectors.f32`` (the normalized embeddings, raw float32, memory-mapped: they let ``compact``
-and filtered search work without re-embedding), the vector index ``index.<suffix>`` (ids are
-rows of ``vectors.f32``), ``fields.parquet`` (typed metadata columns for filters) and, when
-the index has a lexical first stage, ``lexical.npz`` (the documents' terms, see
+``vectors.f32`` (the normalized embeddings, raw float32, memory-mapped: they let merges,
+``compact`` and filtered search work without re-embedding, and flat indexes search them in
+place), the vector index ``index.<suffix>`` (ids are rows of ``vectors.f32``; none for a flat
+index: ``searchkit.backends.is_float_view``), ``fields.parquet`` (typed metadata columns for
+filters) and, when the index has a lexical first stage, ``lexical.npz`` (the documents' terms, see
 ``searchkit.index.lexical``).
 Without ``passages.parquet`` vector row i is document i; with it (format 4, see
 ``searchkit.ingest.chunking``) vector row j is passage j of document ``doc[j]``
@@ -28,7 +29,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from searchkit.backends import VectorIndex, get_backend
+from searchkit.backends import VectorIndex, get_backend, is_float_view
+from searchkit.backends.exact import ExactIndex
 from searchkit.errors import CorruptIndex
 from searchkit.index.docstore import DocStore, DocStoreWriter
 from searchkit.index.fields import fields_table
@@ -68,17 +70,13 @@ class WrittenSegment:
 
 
 def segment_paths(
-    name: str, backend: str, lexical: bool = False, passages: bool = False
+    name: str, spec: VectorSpec, lexical: bool = False, passages: bool = False
 ) -> dict[str, str]:
     """Part -> file path relative to the index folder, for segment ``name``."""
-    suffix = get_backend(backend).SUFFIX
-    names = {
-        "docs": "docs.parquet",
-        "rows": "docs.rows",
-        "vectors": "vectors.f32",
-        "index": f"index.{suffix}",
-        "fields": "fields.parquet",
-    }
+    names = {"docs": "docs.parquet", "rows": "docs.rows", "vectors": "vectors.f32"}
+    names["fields"] = "fields.parquet"
+    if not is_float_view(spec.backend, spec.kind):
+        names["index"] = f"index.{get_backend(spec.backend).SUFFIX}"
     if lexical:
         names["lexical"] = "lexical.npz"
     if passages:
@@ -87,15 +85,19 @@ def segment_paths(
 
 
 def segment_parts(manifest: Manifest) -> tuple[str, ...]:
-    """The parts every segment of ``manifest`` has."""
-    return (*SEGMENT_PARTS, "lexical") if manifest.lexical else SEGMENT_PARTS
+    """The parts every segment of ``manifest`` has (a flat index's have no vector index)."""
+    b = manifest.backend
+    parts = SEGMENT_PARTS if is_float_view(b.name, b.kind) else (*SEGMENT_PARTS, "index")
+    return (*parts, "lexical") if manifest.lexical else parts
 
 
 def entry_parts(manifest: Manifest, entry: SegmentEntry) -> tuple[str, ...]:
-    """The parts of one segment: those of every segment, and its passages if it has them."""
+    """The parts of one segment: those of every segment, its passages if it has them, and
+    the flat copy of its vectors an older flat index kept (unread)."""
     parts = segment_parts(manifest)
-    optional = ("passages", "rows")  # rows: docs.rows, absent from older indexes
-    return (*parts, *(p for p in optional if entry.role(p) in manifest.files))
+    optional = ("index", "passages", "rows")  # rows: docs.rows, absent from older indexes
+    extra = [p for p in optional if p not in parts and entry.role(p) in manifest.files]
+    return (*parts, *extra)
 
 
 def write_segment(
@@ -113,7 +115,7 @@ def write_segment(
     The caller moves ``folder`` to ``segments/<name>`` and commits a manifest naming it.
     Returns None when the blocks hold no document (there is no segment to commit).
     """
-    paths = segment_paths(name, spec.backend, lexical is not None, passages=True)
+    paths = segment_paths(name, spec, lexical is not None, passages=True)
     local = {part: folder / Path(path).name for part, path in paths.items()}
     store = DocStoreWriter(local["docs"], local["rows"])
     ids: list[str] = []
@@ -143,7 +145,7 @@ def write_segment(
         lexical.build().save(local["lexical"])
     if on_indexing is not None:
         on_indexing()
-    params = _index_vectors(read_vectors(local["vectors"], dim), spec, local["index"])
+    params = _index_vectors(read_vectors(local["vectors"], dim), spec, local.get("index"))
     files = {
         f"{name}/{part}": FileEntry(
             paths[part], local[part].stat().st_size, sha256_file(local[part])
@@ -166,6 +168,22 @@ def _write_passages(path: Path, spans: list[Spans]) -> None:
     pq.write_table(pa.table(columns, schema=PASSAGES_SCHEMA), path, compression="zstd")
 
 
+# what each part of a segment holds, as ``disk_usage`` counts it
+PART_KINDS = {"vectors": "vectors", "index": "vector index", "lexical": "lexical",
+              "docs": "docstore", "rows": "docstore", "fields": "docstore",
+              "passages": "docstore"}  # fmt: skip
+DISK_KINDS = ("vectors", "vector index", "docstore", "lexical", "other")
+
+
+def disk_usage(manifest: Manifest) -> dict[str, int]:
+    """Bytes on disk by kind of data (``DISK_KINDS``; ``other``: deletions, dictionaries),
+    from the manifest's file sizes."""
+    usage = dict.fromkeys(DISK_KINDS, 0)
+    for role, entry in manifest.files.items():
+        usage[PART_KINDS.get(role.partition("/")[2], "other")] += entry.bytes
+    return usage
+
+
 def read_vectors(path: Path, dim: int) -> np.ndarray:
     """The raw float32 vectors of a segment, memory-mapped read-only."""
     rows = path.stat().st_size // (4 * dim)
@@ -174,10 +192,13 @@ def read_vectors(path: Path, dim: int) -> np.ndarray:
     return np.memmap(path, dtype=np.float32, mode="r", shape=(rows, dim))
 
 
-def _index_vectors(vectors: np.ndarray, spec: VectorSpec, out: Path) -> dict[str, Any]:
-    """Build and save the vector index over ``vectors``; returns resolved parameters."""
+def _index_vectors(vectors: np.ndarray, spec: VectorSpec, out: Path | None) -> dict[str, Any]:
+    """Build and save the vector index over ``vectors`` (none to ``out`` for a flat index,
+    which searches them in place); returns resolved parameters."""
     count, dim = vectors.shape
     index = get_backend(spec.backend).create(dim, spec.kind, spec.params, count)
+    if out is None:
+        return index.params
     rng = np.random.default_rng(0)
     sample = np.sort(rng.choice(count, size=min(count, TRAIN_MAX), replace=False))
     index.train(vectors[sample])
@@ -243,6 +264,8 @@ class Segment:
     def index(self) -> VectorIndex:
         """The vector index, loaded on first use."""
         b = self._backend
+        if is_float_view(b.name, b.kind):
+            return ExactIndex.over(self.vectors, b.kind, dict(b.params))
         path = self._files["index"]
         try:
             return get_backend(b.name).load(path, self._dim, b.kind, dict(b.params))
@@ -252,6 +275,10 @@ class Segment:
     @property
     def name(self) -> str:
         return self.entry.name
+
+    def live_rows(self) -> np.ndarray:
+        """The rows of the documents not deleted, in order."""
+        return np.arange(self.entry.rows) if self.live is None else np.flatnonzero(self.live)
 
     def counts(self) -> dict[str, int]:
         """Rows in each of the segment's parts: those of one row per document must equal
@@ -278,7 +305,7 @@ class Segment:
         }
 
 
-SEGMENT_PARTS = ("docs", "vectors", "index", "fields")
+SEGMENT_PARTS = ("docs", "vectors", "fields")
 
 
 def _live(rows: int, deleted: np.ndarray) -> np.ndarray | None:
@@ -323,7 +350,7 @@ def live_blocks(segments: Iterable[Segment], size: int) -> Iterator[Block]:
     """The live documents of ``segments`` with their stored vectors and passages, in blocks
     (no re-embedding)."""
     for seg in segments:
-        rows = np.arange(seg.entry.rows) if seg.live is None else np.flatnonzero(seg.live)
+        rows = seg.live_rows()
         for start in range(0, len(rows), size):
             chunk = rows[start : start + size]
             first, last = seg.first_passage[chunk], seg.first_passage[chunk + 1]

@@ -29,7 +29,7 @@ from searchkit.index.lexical import PostingsBuilder, lexical_config
 from searchkit.index.lock import WriterLock
 from searchkit.index.manifest import MANIFEST, Manifest
 from searchkit.index.paths import default_index_dir
-from searchkit.index.sections import BackendSection, CorpusSection
+from searchkit.index.sections import BackendSection, CorpusSection, MergePolicy
 from searchkit.index.segment import VectorSpec, WrittenSegment, write_segment
 from searchkit.inference.catalog import default_encoder, default_reranker
 from searchkit.inference.encoder import Encoder
@@ -85,6 +85,7 @@ def build_index(
     chunk: bool = True,
     chunk_tokens: int | None = None,
     chunk_overlap: int | None = None,
+    merge_policy: MergePolicy | None = None,
     force: bool = False,
     progress: bool = True,
 ) -> BuildReport:
@@ -129,6 +130,8 @@ def build_index(
             (``searchkit.ingest.chunking``); False embeds their start only, and counts them.
         chunk_tokens: tokens per passage (default: all the encoder reads).
         chunk_overlap: tokens shared by consecutive passages (default 32).
+        merge_policy: how later commits merge segments (``searchkit.index.merge``; default
+            tiered), recorded in the manifest.
         force: replace an existing index at ``out``.
         progress: draw a progress bar on stderr.
 
@@ -186,6 +189,7 @@ def build_index(
                 lexical=terms,
                 chunking=chunking.section(),
                 language=language,
+                merge=merge_policy or MergePolicy(),
             )
             _commit(root, out, manifest)
         finally:

@@ -1,4 +1,5 @@
-"""Change an index in place: upsert and delete documents, compact; one atomic commit per call."""
+"""Change an index in place: upsert and delete documents, compact; one atomic commit per call,
+which also merges the segments its merge policy asks for (``searchkit.index.merge``)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from searchkit.index.commit import (
 from searchkit.index.lexical import PostingsBuilder, index_analyzer
 from searchkit.index.lock import WriterLock
 from searchkit.index.manifest import Manifest
+from searchkit.index.merge import MergePolicy, PostingsMerger, SegmentSize, plan_merges
 from searchkit.index.sections import ChunkingSection
 from searchkit.index.segment import (
     Block,
@@ -67,7 +69,8 @@ class CommitReport:
     passages: int = 0  # vectors written for the added and replaced documents
     chunked: int = 0  # of those documents, how many were split into several passages
     truncated: int = 0  # ... and how many were embedded cut (an index built with --no-chunk)
-    rewritten: int = 0  # live documents rewritten by compact
+    rewritten: int = 0  # live documents rewritten by compact or merges (no re-embedding)
+    merged: int = 0  # segments merged into others (or dropped, when wholly deleted)
     purged: int = 0  # tombstoned rows compact removed
     documents: int = 0  # live documents after the change
     tombstones: int = 0  # deleted rows still taking space (until compact)
@@ -127,7 +130,9 @@ class IndexWriter:
 
     Each ``upsert``, ``add_corpus``, ``delete`` and ``compact`` call is one commit: new files
     are written, then ``manifest.json`` is switched atomically; a crash or an error leaves the
-    index as it was. Readers that opened an earlier version keep their view.
+    index as it was. Readers that opened an earlier version keep their view. A commit also
+    merges the segments ``merge_policy`` asks for (default: the index's, recorded in its
+    manifest), from their stored vectors and terms, in the same switch.
 
     Example::
 
@@ -136,7 +141,14 @@ class IndexWriter:
             w.delete(["b42"])
     """
 
-    def __init__(self, path: str | Path, *, batch_size: int = 32, progress: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        batch_size: int = 32,
+        progress: bool = False,
+        merge_policy: MergePolicy | None = None,
+    ) -> None:
         self.path = Path(path)
         self.progress = progress
         self._lock = WriterLock(self.path).acquire()
@@ -153,19 +165,26 @@ class IndexWriter:
             runtime=from_manifest(self.manifest.encoder),
         )
         self.splade = splade_for(self.manifest.lexical)
+        self.merge_policy = merge_policy or self.manifest.merge
         self._state: _State | None = None
 
     @classmethod
     def open(
-        cls, path: str | Path, *, batch_size: int = 32, progress: bool = False
+        cls,
+        path: str | Path,
+        *,
+        batch_size: int = 32,
+        progress: bool = False,
+        merge_policy: MergePolicy | None = None,
     ) -> IndexWriter | ShardedWriter:
         """Open the index at ``path`` for writing (a ``ShardedWriter``, with the same methods,
-        for a sharded index's parent folder); ``IndexLocked`` if another writer has it."""
+        for a sharded index's parent folder); ``IndexLocked`` if another writer has it.
+        ``merge_policy`` overrides the index's for this writer's commits (not recorded)."""
         if is_sharded(path):
             from searchkit.ingest.sharded import ShardedWriter
 
             return ShardedWriter(path, batch_size=batch_size, progress=progress)
-        return cls(path, batch_size=batch_size, progress=progress)
+        return cls(path, batch_size=batch_size, progress=progress, merge_policy=merge_policy)
 
     def close(self) -> None:
         """Release the lock; the writer cannot be used afterwards."""
@@ -211,32 +230,17 @@ class IndexWriter:
         missing = tuple(i for i in wanted if i not in state.where)
         if not found:
             return self._report(started, missing=missing)
-        deleted = state.deletions_with(found)
-        self._commit(deleted, added=None)
-        return self._report(started, deleted=len(found), missing=missing)
+        merges = self._commit(state.deletions_with(found), added=None)
+        return self._report(started, deleted=len(found), missing=missing, **merges)
 
     def compact(self) -> CommitReport:
         """Rewrite the live documents into one segment without tombstones (no re-embedding)."""
         started = time.monotonic()
         m = self.manifest
-        state = self._current()
         if m.deleted == 0 and len(m.segments) <= 1:
             return self._report(started)
-        name = segment_name(m.next_segment)
-        staged = staging_segment(self.path, name)
-        try:
-            blocks = live_blocks(state.segments, BLOCK_DOCS)
-            # the terms are made again from the stored documents (BM25: tokenizing is cheap)
-            written = write_segment(
-                staged, name, blocks, m.dim, self._spec(), lexical=self._lexical()
-            )
-            if written is not None:
-                install_segment(self.path, staged, name)
-        finally:
-            shutil.rmtree(staged, ignore_errors=True)
-        self._commit({}, added=written, keep=False)
-        rewritten = written.entry.rows if written is not None else 0
-        return self._report(started, rewritten=rewritten, purged=m.deleted)
+        merges = self._commit(self._current().deleted, added=None, everything=True)
+        return self._report(started, purged=m.deleted, **merges)
 
     def _upsert(
         self, blocks: Iterable[list[Document]], reader: CorpusSource | None
@@ -288,7 +292,7 @@ class IndexWriter:
             counts["skipped_count"] = reader.skipped_count
             counts["skipped"] = tuple(reader.skipped)
         if written is not None or replaced:
-            self._commit(state.deletions_with(replaced), added=written)
+            counts.update(self._commit(state.deletions_with(replaced), added=written))
         return self._report(started, **counts)
 
     def _chunker(self) -> Chunker:
@@ -313,35 +317,86 @@ class IndexWriter:
             self._state = _State.load(self.path, self.manifest)
         return self._state
 
-    def _commit(self, deleted: dict[str, np.ndarray], added, keep: bool = True) -> None:
+    def _commit(
+        self, deleted: dict[str, np.ndarray], added: Any, everything: bool = False
+    ) -> dict[str, int]:
+        """Switch to the next version: the current segments with ``deleted`` rows tombstoned,
+        plus the ``added`` segment (installed, not yet named), then merged as the policy asks
+        (``everything``: all into one, as ``compact``). Returns the merge counts."""
         m = self.manifest
         version = m.version + 1
-        segments = (
-            [replace(s, deleted=len(deleted.get(s.name, ()))) for s in m.segments] if keep else []
+        draft = replace(
+            m,
+            segments=[replace(s, deleted=len(deleted.get(s.name, ()))) for s in m.segments],
+            files={role: f for role, f in m.files.items() if role != "deletions"},
         )
-        # segment files are "s000001/docs"; index-wide ones (a user dictionary) always stay
-        files = {
-            role: f
-            for role, f in m.files.items()
-            if role != "deletions" and (keep or "/" not in role)
-        }
         if added is not None:
-            segments.append(added.entry)
-            files.update(added.files)
+            draft = replace(
+                draft,
+                segments=[*draft.segments, added.entry],
+                files={**draft.files, **added.files},
+                next_segment=m.next_segment + 1,
+            )
+        if everything:
+            groups = [tuple(s.name for s in draft.segments)]
+        else:
+            sizes = [SegmentSize(s.name, s.rows, s.deleted) for s in draft.segments]
+            groups = plan_merges(sizes, self.merge_policy)
+        counts = {"rewritten": 0, "merged": 0}
+        for group in groups:
+            draft, deleted = self._merge(draft, deleted, group, counts)
+        files = dict(draft.files)
         if (entry := stage_deletions(self.path, version, deleted)) is not None:
             files["deletions"] = entry
-        live = sum(s.rows - s.deleted for s in segments)
         self.manifest = replace(
-            m,
+            draft,
             version=version,
-            documents=live,
-            deleted=sum(s.deleted for s in segments),
-            segments=segments,
+            documents=sum(s.rows - s.deleted for s in draft.segments),
+            deleted=sum(s.deleted for s in draft.segments),
             files=files,
-            next_segment=m.next_segment + 1 if added is not None else m.next_segment,
         )
         switch(self.path, self.manifest)
         self._state = None
+        return counts
+
+    def _merge(
+        self,
+        draft: Manifest,
+        deleted: dict[str, np.ndarray],
+        group: tuple[str, ...],
+        counts: dict[str, int],
+    ) -> tuple[Manifest, dict[str, np.ndarray]]:
+        """Write the live documents of the ``group`` of segments as one new segment (stored
+        vectors and terms: nothing re-embedded) and put it in their place in ``draft``."""
+        none = np.empty(0, dtype=np.int64)
+        sources = [
+            Segment(self.path, draft, e, deleted.get(e.name, none))
+            for e in draft.segments
+            if e.name in group
+        ]
+        name = segment_name(draft.next_segment)
+        staged = staging_segment(self.path, name)
+        lexical = None
+        if draft.lexical:
+            lexical = PostingsMerger([(seg.postings, seg.live_rows()) for seg in sources])
+        try:
+            blocks = live_blocks(sources, BLOCK_DOCS)
+            written = write_segment(staged, name, blocks, draft.dim, self._spec(), lexical=lexical)
+            if written is not None:
+                install_segment(self.path, staged, name)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+        at = next(i for i, e in enumerate(draft.segments) if e.name in group)
+        segments = [e for e in draft.segments if e.name not in group]
+        files = {r: f for r, f in draft.files.items() if r.partition("/")[0] not in group}
+        if written is not None:
+            segments.insert(at, written.entry)
+            files.update(written.files)
+            counts["rewritten"] += written.entry.rows
+        counts["merged"] += len(group)
+        kept = {n: rows for n, rows in deleted.items() if n not in group}
+        merged = replace(draft, segments=segments, files=files, next_segment=draft.next_segment + 1)
+        return merged, kept
 
     def _report(self, started: float, **counts: object) -> CommitReport:
         m = self.manifest
