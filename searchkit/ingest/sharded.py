@@ -200,7 +200,7 @@ class _Change:
         folder = owner.path / SHARDS / generation(self.version) / entry.name
         shutil.rmtree(folder, ignore_errors=True)  # a leftover of a killed change
         _link_tree(owner.path / entry.path, folder)
-        writer = IndexWriter(folder)
+        writer = IndexWriter(folder, progress=owner.progress)  # a bar per shard touched
         writer.encoder = owner.encoder  # one model for every shard
         return writer
 
