@@ -41,6 +41,7 @@ from searchkit.distributed.blocks import parse_block, plan_blocks
 from searchkit.index.sections import CorpusSection, EncoderSection
 from searchkit.index.segment import VectorSpec
 from searchkit.index.sharded import (
+    Routing,
     ShardedManifest,
     ShardEntry,
     ShardHeader,
@@ -330,7 +331,8 @@ def test_a_replacement_switches_shard_generations_atomically(tmp_path: Path) -> 
     ).write_bytes(b"x")
     with pytest.raises(CorruptIndex):
         verify_index(out)
-    with pytest.raises(IncompatibleIndex, match="do not work on sharded indexes yet"):
+    # shards placed by blocks, as before routing by id: searched, not changed
+    with pytest.raises(IncompatibleIndex, match="placed by corpus blocks.*rebuild"):
         IndexWriter.open(out)
 
 
@@ -340,15 +342,17 @@ def test_sharded_index_is_a_parent_manifest_over_ordinary_indexes(sharded: Path)
     m = ShardedManifest.read(sharded)
     assert m.kind == "sharded" and m.version == 1 and m.documents == 48
     assert [s.name for s in m.shards] == ["shard-0000", "shard-0001"]
-    assert [s.blocks for s in m.shards] == [[0, 2, 4, 6, 8, 10], [1, 3, 5, 7, 9, 11]]
+    assert m.routing == Routing(2)  # each id in shard hash(id) % 2
     assert sorted(p.name for p in sharded.iterdir()) == ["manifest.json", "shards"]
     assert not list(sharded.parent.glob(".sharded.build-*"))  # parts and staging are gone
     ids = []
     for shard in m.shards:
         assert shard.path == f"shards/v000001/{shard.name}"
         plain = Manifest.read(sharded / shard.path)  # an ordinary index
-        assert plain.documents == shard.documents == 24
-        ids += Searcher.open(sharded / shard.path).ids()
+        assert plain.documents == shard.documents > 10
+        mine = Searcher.open(sharded / shard.path).ids()
+        assert {m.routing.shard_of(i) for i in mine} == {m.shards.index(shard)}
+        ids += mine
     assert sorted(ids) == sorted(r["_id"] for r in corpus_records())  # no loss, no duplicate
     # the parent manifest names every shard file, and was written after all of them
     newest = max(f.stat().st_mtime_ns for f in (sharded / "shards").rglob("*") if f.is_file())
@@ -435,7 +439,7 @@ def test_a_killed_workers_block_is_retried_not_lost_or_doubled(
         os.kill(killed, 0)
     got, want = ShardedManifest.read(report.path), ShardedManifest.read(sharded)
     assert got.documents == want.documents == 48
-    assert [s.blocks for s in got.shards] == [s.blocks for s in want.shards]
+    assert [s.documents for s in got.shards] == [s.documents for s in want.shards]
     for a, b in zip(got.shards, want.shards, strict=True):
         sa, sb = Searcher.open(report.path / a.path), Searcher.open(sharded / b.path)
         assert sa.ids() == sb.ids()  # same documents in the same rows: nothing lost or doubled
@@ -526,9 +530,32 @@ def test_cli_index_on_ray_then_query_info_verify(cluster: str, corpus: Path, tmp
     assert cli("info", str(out), cwd=tmp_path).returncode == 0
     done = cli("verify", str(out), cwd=tmp_path)
     assert done.returncode == 0 and "OK" in done.stdout
-    done = cli("add", str(out), str(corpus), cwd=tmp_path)
-    assert done.returncode == 1
-    assert "do not work on sharded indexes yet" in done.stderr
+    # add, delete, compact and verify work as on a plain index, each id in its hash shard
+    routing = ShardedManifest.read(out).routing
+    assert routing is not None
+    more = [
+        {"_id": "kiwi", "title": "Kiwi", "text": "Kiwi fruit is rich in vitamin C."},
+        {"_id": "papaya", "title": "Papaya", "text": "Papayas ripen in the tropical summer heat."},
+    ]
+    assert {routing.shard_of(r["_id"]) for r in more} == {0, 1}  # the change spans both shards
+    gone = [r["_id"] for r in corpus_records()[:6]]
+    for args in (
+        ("add", str(out), str(write_jsonl(tmp_path / "more.jsonl", more)), "--no-progress"),
+        ("delete", str(out), "--ids", ",".join(gone)),
+        ("compact", str(out)),
+        ("verify", str(out)),
+    ):
+        done = cli(*args, "--json", cwd=tmp_path)
+        assert done.returncode == 0, (args, done.stderr[-3000:])
+    m = verify_index(out)
+    assert (m.version, m.documents, m.deleted) == (4, 44, 0)
+    for number, shard in enumerate(m.shards):
+        ids = Searcher.open(out / shard.path).ids()
+        assert all(routing.shard_of(i) == number for i in ids)
+        assert not set(gone) & set(ids)
+    done = cli("query", "vitamin C fruit", "-i", str(out), "--no-rerank", "--json", "-k", "1",
+               cwd=tmp_path)  # fmt: skip
+    assert json.loads(done.stdout)["hits"][0]["id"] == "kiwi"
     done = cli("index", str(corpus), "-o", str(tmp_path / "x"), "--shards", "2", cwd=tmp_path)
     assert done.returncode == 1 and "need --ray" in done.stderr
     # a plain build replaces the sharded index, and its version goes on from the parent's
@@ -536,6 +563,6 @@ def test_cli_index_on_ray_then_query_info_verify(cluster: str, corpus: Path, tmp
                "--no-progress", cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     replaced = Manifest.read(out)
-    assert replaced.version == built["manifest"]["version"] + 1 and replaced.documents == 48
+    assert replaced.version == m.version + 1 and replaced.documents == 48
     assert not (out / "shards").exists()
     verify_index(out)
