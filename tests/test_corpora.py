@@ -11,7 +11,7 @@ from searchkit import CorpusReader
 from searchkit.eval.beir import load_beir
 
 CORPORA = Path(__file__).resolve().parents[1] / "corpora"
-SETS = sorted(p.name for p in CORPORA.iterdir() if (p / "corpus.jsonl").is_file())
+SETS = sorted(p.name for p in CORPORA.glob("zh-*") if (p / "corpus.jsonl").is_file())  # Chinese
 HAN = re.compile(r"[\u4e00-\u9fff]")
 LATIN = re.compile(r"[A-Za-z]")
 
