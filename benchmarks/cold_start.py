@@ -156,6 +156,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="fresh processes per command")
     parser.add_argument("--docs", type=int, default=2000, help="documents of the sample index")
     parser.add_argument("--build-docs", type=int, default=600, help="documents of the build")
+    parser.add_argument("--build-runs", type=int, default=3, help="fresh builds per side")
     parser.add_argument(
         "--cache", type=Path, default=None, help="SEARCHKIT_CACHE to use (default: a fresh one)"
     )
@@ -274,8 +275,8 @@ def import_times(paths: dict[str, Path], env: dict[str, str], top: int = 12) -> 
         if not line.startswith("import time:") or "self [us]" in line:
             continue
         own, cumulative, name = line.removeprefix("import time:").split("|")
-        rows.append((name.rstrip(), int(own) / 1e3, int(cumulative) / 1e3))
-    level0 = [r for r in rows if not r[0].startswith(" ")]
+        rows.append((name[1:].rstrip(), int(own) / 1e3, int(cumulative) / 1e3))
+    level0 = [r for r in rows if not r[0].startswith(" ")]  # nested imports are indented
     return {
         "top_level_ms": [(n.strip(), c) for n, _, c in sorted(level0, key=lambda r: -r[2])][:top],
         "top_self_ms": [(n.strip(), s) for n, s, _ in sorted(rows, key=lambda r: -r[1])][:top],
@@ -295,14 +296,17 @@ def build_figures(paths: dict[str, Path], env: dict[str, str], args: Any) -> dic
             "--no-progress"]  # fmt: skip
     common.note(f"timing the build of {args.build_docs} documents ...")
     whole, torch_whole, raw = [], [], []
-    for _ in range(args.runs):
+    for _ in range(args.build_runs):
         whole.append(measure(argv, env))
         torch_whole.append(measure(argv, {**env, "SEARCHKIT_TORCH_FREE": "0"}))
         raw.append(child_json(ST_ENCODE, [str(paths["build"])], env))
     redone = sorted(set(cache_state(cache).items()) - set(before.items()))
     shutil.rmtree(out, ignore_errors=True)
     phases = median_phases(
-        [child_json(BUILD_PHASES, [str(paths["build"]), str(out)], env) for _ in range(3)]
+        [
+            child_json(BUILD_PHASES, [str(paths["build"]), str(out)], env)
+            for _ in range(args.build_runs)
+        ]
     )
     return {
         "docs": args.build_docs,
