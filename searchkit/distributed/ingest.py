@@ -41,6 +41,7 @@ from searchkit.distributed.blocks import CorpusPlan, count_lines, plan_blocks
 from searchkit.distributed.cluster import cluster_cpus, last_line, ray, ray_session
 from searchkit.distributed.tasks import PARTS, Embedder, build_shard, read_block, rebuild
 from searchkit.errors import CorpusError, InvalidParameter, SearchkitError
+from searchkit.index.commit import check_target, staging_dir
 from searchkit.index.lexical import lexical_config
 from searchkit.index.lock import WriterLock
 from searchkit.index.manifest import Manifest
@@ -59,7 +60,6 @@ from searchkit.index.sharded import (
 from searchkit.inference.catalog import default_encoder, default_reranker
 from searchkit.inference.resolve import canonical_name, resolve_model
 from searchkit.inference.runtimes import Runtime
-from searchkit.ingest.build import check_target, staging_dir
 from searchkit.ingest.chunking import ChunkConfig
 from searchkit.ingest.corpus import MAX_SKIPPED_KEPT, CorpusReader, SkippedLine
 from searchkit.ingest.language import copy_user_dict, corpus_language, language_analyzer

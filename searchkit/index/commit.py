@@ -9,7 +9,9 @@ writer removes the leftovers.
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import shutil
 from pathlib import Path
 
@@ -106,3 +108,36 @@ def publish(staging: Path, out: Path, manifest: Manifest) -> None:
     except OSError:
         raise IndexExists(f"{out} was created by someone else during the build") from None
     fsync_dir(out.parent)
+
+
+def check_target(out: Path, force: bool) -> int | None:
+    """The version of the index at ``out`` (None if there is none, 0 if unreadable); refuse
+    to replace it unless forced, and never replace a folder that is not an index. A plain
+    build and a Ray ingest (``searchkit.distributed.ingest``) may replace each other's indexes."""
+    if out.exists() and not out.is_dir():
+        raise IndexExists(f"{out} is a file, not an index folder; choose another output path")
+    path = out / MANIFEST
+    if not path.exists():
+        if out.exists() and any(out.iterdir()):
+            raise IndexExists(
+                f"{out} exists and is not a searchkit index; choose another output path"
+            )
+        return None
+    if not force:
+        raise IndexExists(f"{out} already holds an index; pass force=True to replace it")
+    try:  # only the version: the index may be sharded, of an older format, or unreadable
+        version = json.loads(path.read_text(encoding="utf-8"))["version"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return 0
+    return version if isinstance(version, int) else 0
+
+
+def staging_dir(out: Path) -> Path:
+    """A fresh hidden sibling of ``out``; leftovers of killed builds are removed first (the
+    caller holds the writer lock, so no other build is running)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for old in out.parent.glob(f".{out.name}.build-*"):
+        shutil.rmtree(old, ignore_errors=True)
+    staging = out.parent / f".{out.name}.build-{os.getpid()}-{secrets.token_hex(4)}"
+    staging.mkdir()
+    return staging

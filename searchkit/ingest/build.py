@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
 import shutil
 import time
 from collections.abc import Iterator
@@ -16,18 +13,20 @@ from searchkit._version import __version__
 from searchkit.backends import DEFAULT_KIND, get_backend
 from searchkit.backends.base import resolve_params
 from searchkit.defaults import DEFAULT_LEXICAL, DEFAULT_SPLADE
-from searchkit.errors import IndexError_, IndexExists
+from searchkit.errors import IndexError_
 from searchkit.index.commit import (
     SEGMENTS,
+    check_target,
     install_segment,
     publish,
     segment_name,
+    staging_dir,
     staging_segment,
     switch,
 )
 from searchkit.index.lexical import PostingsBuilder, lexical_config
 from searchkit.index.lock import WriterLock
-from searchkit.index.manifest import MANIFEST, Manifest
+from searchkit.index.manifest import Manifest
 from searchkit.index.paths import default_index_dir
 from searchkit.index.sections import BackendSection, CorpusSection, MergePolicy
 from searchkit.index.segment import VectorSpec, WrittenSegment, write_segment
@@ -229,28 +228,6 @@ def _write(
     return written, marks[-1] - marks[0]
 
 
-def check_target(out: Path, force: bool) -> int | None:
-    """The version of the index at ``out`` (None if there is none, 0 if unreadable); refuse
-    to replace it unless forced, and never replace a folder that is not an index. A plain
-    build and a Ray ingest (``searchkit.distributed.ingest``) may replace each other's indexes."""
-    if out.exists() and not out.is_dir():
-        raise IndexExists(f"{out} is a file, not an index folder; choose another output path")
-    path = out / MANIFEST
-    if not path.exists():
-        if out.exists() and any(out.iterdir()):
-            raise IndexExists(
-                f"{out} exists and is not a searchkit index; choose another output path"
-            )
-        return None
-    if not force:
-        raise IndexExists(f"{out} already holds an index; pass force=True to replace it")
-    try:  # only the version: the index may be sharded, of an older format, or unreadable
-        version = json.loads(path.read_text(encoding="utf-8"))["version"]
-    except (OSError, ValueError, TypeError, KeyError):
-        return 0
-    return version if isinstance(version, int) else 0
-
-
 def _next_segment(out: Path) -> int:
     """A segment number the index at ``out`` has never used, so a rebuild in place never
     touches the segments of the version it replaces until the switch."""
@@ -259,17 +236,6 @@ def _next_segment(out: Path) -> int:
     except IndexError_:  # an unreadable or older index: go past whatever is there
         used = [int(p.name[1:]) for p in (out / SEGMENTS).glob("s*") if p.name[1:].isdigit()]
         return max(used, default=0) + 1
-
-
-def staging_dir(out: Path) -> Path:
-    """A fresh hidden sibling of ``out``; leftovers of killed builds are removed first (the
-    caller holds the writer lock, so no other build is running)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for old in out.parent.glob(f".{out.name}.build-*"):
-        shutil.rmtree(old, ignore_errors=True)
-    staging = out.parent / f".{out.name}.build-{os.getpid()}-{secrets.token_hex(4)}"
-    staging.mkdir()
-    return staging
 
 
 def _commit(root: Path, out: Path, manifest: Manifest) -> None:

@@ -29,11 +29,12 @@ from typing import Any
 from searchkit.backends import DEFAULT_KIND, get_backend
 from searchkit.backends.base import resolve_params
 from searchkit.errors import IncompatibleIndex, InvalidParameter
+from searchkit.index.commit import check_target, staging_dir
 from searchkit.index.fsio import fsync_dir, fsync_tree
 from searchkit.index.lexical import lexical_config
 from searchkit.index.lock import WriterLock
 from searchkit.index.manifest import Manifest
-from searchkit.index.sections import CorpusSection
+from searchkit.index.sections import CorpusSection, MergePolicy
 from searchkit.index.segment import VectorSpec
 from searchkit.index.sharded import (
     SHARDS,
@@ -51,11 +52,10 @@ from searchkit.inference.catalog import default_encoder, default_reranker
 from searchkit.inference.encoder import Encoder
 from searchkit.inference.resolve import canonical_name
 from searchkit.inference.runtimes import from_manifest
-from searchkit.ingest.build import check_target, staging_dir
+from searchkit.ingest.changes import BLOCK_DOCS, CommitReport, check_documents
 from searchkit.ingest.chunking import chunk_config, text_window
 from searchkit.ingest.language import language_analyzer
 from searchkit.ingest.readers import as_source
-from searchkit.ingest.writer import BLOCK_DOCS, CommitReport, IndexWriter, _check_documents
 from searchkit.models import Document
 
 # documents of a corpus routed at a time by add_corpus: each shard commits what it got of them
@@ -76,9 +76,21 @@ class ShardedWriter:
     (built before routing by id): rebuild it to change it.
     """
 
-    def __init__(self, path: str | Path, *, batch_size: int = 32, progress: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        plain: Callable[..., Any],
+        *,
+        batch_size: int = 32,
+        progress: bool = False,
+        merge_policy: MergePolicy | None = None,
+    ) -> None:
         self.path = Path(path)
         self.progress = progress
+        # the writer class of one shard (IndexWriter, handed over by IndexWriter.open: this
+        # module cannot import it, as it imports this one) and its merge policy override
+        self.plain = plain
+        self.merge_policy = merge_policy
         self._lock = WriterLock(self.path).acquire()
         try:
             self.manifest = ShardedManifest.read(self.path)
@@ -106,7 +118,7 @@ class ShardedWriter:
     def upsert(self, docs: Iterable[Document]) -> CommitReport:
         """Add or replace documents, each in the shard of its id; unchanged ones are skipped."""
         docs = list(docs)
-        _check_documents(docs)
+        check_documents(docs)
         with _Change(self) as change:
             for shard, group in self._routed(docs, lambda d: d.id).items():
                 change.apply(shard, lambda w, g=group: w.upsert(g))
@@ -166,7 +178,7 @@ class _Change:
     def __init__(self, owner: ShardedWriter) -> None:
         self.owner = owner
         self.version = owner.manifest.version + 1
-        self.writers: dict[int, IndexWriter] = {}
+        self.writers: dict[int, Any] = {}  # IndexWriter per shard
         self.reports: list[CommitReport] = []
         self.missing: list[str] = []
         self.started = time.monotonic()
@@ -186,7 +198,7 @@ class _Change:
             for writer in self.writers.values():
                 shutil.rmtree(writer.path, ignore_errors=True)
 
-    def apply(self, shard: int, call: Callable[[IndexWriter], CommitReport]) -> None:
+    def apply(self, shard: int, call: Callable[[Any], CommitReport]) -> None:
         """Run ``call`` with the writer of ``shard``'s new folder (opened on first use)."""
         if shard not in self.writers:
             self.writers[shard] = self._open(shard)
@@ -194,13 +206,15 @@ class _Change:
         self.reports.append(report)
         self.missing += report.missing
 
-    def _open(self, shard: int) -> IndexWriter:
+    def _open(self, shard: int) -> Any:
         owner = self.owner
         entry = owner.manifest.shards[shard]
         folder = owner.path / SHARDS / generation(self.version) / entry.name
         shutil.rmtree(folder, ignore_errors=True)  # a leftover of a killed change
         _link_tree(owner.path / entry.path, folder)
-        writer = IndexWriter(folder, progress=owner.progress)  # a bar per shard touched
+        writer = owner.plain(  # a bar per shard touched
+            folder, progress=owner.progress, merge_policy=owner.merge_policy
+        )
         writer.encoder = owner.encoder  # one model for every shard
         return writer
 

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from searchkit.errors import InvalidParameter
 from searchkit.index.commit import (
     collect_garbage,
     install_segment,
@@ -41,40 +40,14 @@ from searchkit.index.sharded import is_sharded
 from searchkit.inference.encoder import Encoder
 from searchkit.inference.runtimes import from_manifest
 from searchkit.inference.sparse import splade_for
+from searchkit.ingest.changes import BLOCK_DOCS, CommitReport, check_documents
 from searchkit.ingest.chunking import ChunkConfig, Chunker, text_window
-from searchkit.ingest.corpus import SkippedLine
 from searchkit.ingest.readers import CorpusSource, as_source
 from searchkit.models import Document
 from searchkit.progress import BuildProgress
 
 if TYPE_CHECKING:
     from searchkit.ingest.sharded import ShardedWriter
-
-BLOCK_DOCS = 1024  # documents read, embedded and written at a time: bounds memory
-
-
-@dataclass(frozen=True)
-class CommitReport:
-    """What one change did, and the index after it."""
-
-    path: Path
-    version: int
-    added: int = 0  # new ids
-    replaced: int = 0  # existing ids whose document changed
-    unchanged: int = 0  # existing ids sent again with the same document: not re-embedded
-    deleted: int = 0
-    missing: tuple[str, ...] = ()  # ids asked to be deleted that the index does not have
-    skipped_count: int = 0  # invalid corpus lines skipped (skip_invalid)
-    skipped: tuple[SkippedLine, ...] = ()  # the first of them, with their problems
-    passages: int = 0  # vectors written for the added and replaced documents
-    chunked: int = 0  # of those documents, how many were split into several passages
-    truncated: int = 0  # ... and how many were embedded cut (an index built with --no-chunk)
-    rewritten: int = 0  # live documents rewritten by compact or merges (no re-embedding)
-    merged: int = 0  # segments merged into others (or dropped, when wholly deleted)
-    purged: int = 0  # tombstoned rows compact removed
-    documents: int = 0  # live documents after the change
-    tombstones: int = 0  # deleted rows still taking space (until compact)
-    seconds: float = 0.0
 
 
 def embedded(
@@ -183,7 +156,9 @@ class IndexWriter:
         if is_sharded(path):
             from searchkit.ingest.sharded import ShardedWriter
 
-            return ShardedWriter(path, batch_size=batch_size, progress=progress)
+            return ShardedWriter(
+                path, cls, batch_size=batch_size, progress=progress, merge_policy=merge_policy
+            )
         return cls(path, batch_size=batch_size, progress=progress, merge_policy=merge_policy)
 
     def close(self) -> None:
@@ -201,7 +176,7 @@ class IndexWriter:
     def upsert(self, docs: Iterable[Document]) -> CommitReport:
         """Add documents with new ids, replace changed ones with known ids, skip unchanged ones."""
         docs = list(docs)
-        _check_documents(docs)
+        check_documents(docs)
         return self._upsert(in_blocks(docs), None)
 
     def add_corpus(
@@ -460,51 +435,3 @@ def _same(a: Document, b: Document) -> bool:
         b.title,
         json.dumps(b.metadata, sort_keys=True),
     )
-
-
-def _check_keys(value: object) -> None:
-    """Metadata keys must be text at every depth (JSON would silently turn 1 into "1")."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"key {key!r} is not a string")
-            _check_keys(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _check_keys(item)
-
-
-def _check_documents(docs: Sequence[Document]) -> None:
-    seen: dict[str, int] = {}
-    for n, doc in enumerate(docs):
-        where = f"document {n}"
-        if not isinstance(doc, Document):
-            raise InvalidParameter(
-                f"{where}: expected a searchkit.Document, got {type(doc).__name__}"
-            )
-        if not isinstance(doc.id, str) or not doc.id.strip():
-            raise InvalidParameter(f"{where}: id must be non-empty text, got {doc.id!r}")
-        if not isinstance(doc.text, str) or not doc.text.strip():
-            raise InvalidParameter(f"{where} (id {doc.id!r}): text must be non-empty text")
-        if not isinstance(doc.title, str):
-            raise InvalidParameter(
-                f"{where} (id {doc.id!r}): title must be text, got {type(doc.title).__name__}"
-            )
-        if not isinstance(doc.metadata, dict):
-            raise InvalidParameter(f"{where} (id {doc.id!r}): metadata must be a dict")
-        try:
-            (doc.id + doc.title + doc.text).encode("utf-8")
-        except UnicodeEncodeError as err:  # a lone surrogate such as "\ud800"
-            raise InvalidParameter(f"{where} (id {doc.id!r}): invalid Unicode ({err})") from None
-        try:
-            _check_keys(doc.metadata)
-            json.dumps(doc.metadata, allow_nan=False, ensure_ascii=False).encode("utf-8")
-        except (TypeError, ValueError) as err:
-            raise InvalidParameter(
-                f"{where} (id {doc.id!r}): metadata is not JSON data ({err})"
-            ) from None
-        if doc.id in seen:
-            raise InvalidParameter(
-                f"{where}: duplicate id {doc.id!r} (also document {seen[doc.id]})"
-            )
-        seen[doc.id] = n
