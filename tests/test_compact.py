@@ -119,7 +119,8 @@ def test_binary_index_searches_like_flat_with_float_scores(indexes):
     assert (m.backend.kind, m.backend.params) == ("binary", {"rescore": 200})
     # no new files: the compact index is the segment's index.faiss, beside its float vectors
     assert sorted(Path(f.path).name for f in m.files.values()) == [
-        "docs.parquet", "fields.parquet", "index.faiss", "passages.parquet", "vectors.f32"
+        "docs.parquet", "docs.rows", "fields.parquet", "index.faiss", "passages.parquet",
+        "vectors.f32",
     ]  # fmt: skip
     a, b = Searcher.open(flat), Searcher.open(binary)
     queries = list(QUERIES)

@@ -122,6 +122,8 @@ JOBS = [
     Job("faiss", "add", 40),
     Job("faiss", "delete", 30),
     Job("faiss", "compact", 40),
+    # an add whose commit also merges both segments (the merge policy's steps killed too)
+    Job("faiss", "add-merge", 40),
     Job("faiss", "index-new", 12),
     Job("hnswlib", "index", 12),
     Job("hnswlib", "add", 12),
@@ -134,6 +136,8 @@ JOBS = [
     Job(SHARDED, "compact", 20),
 ]
 LABEL = {"index": "index --force", "index-new": "index (new)"}
+# merge the 2 segments of the v1 start and the add into one (one tier: floor 1,000 documents)
+EAGER = ["--segments-per-tier", "1", "--max-merge-at-once", "100", "--floor-docs", "1000"]
 
 
 def docs_of(records: list[dict]) -> dict[str, tuple[str, str, dict]]:
@@ -285,6 +289,7 @@ def _plan_job(job: Job, starts: dict[str, Path], corpora: dict[str, Path], work:
         "index": ("v3", ["index", str(corpora["rebuild"]), "-o", "{index}", "--force", *b]),
         "index-new": (None, ["index", str(corpora["base"]), "-o", "{index}", *b]),
         "add": ("v1", ["add", "{index}", str(corpora["add"]), "--no-progress"]),
+        "add-merge": ("v1", ["add", "{index}", str(corpora["add"]), "--no-progress", *EAGER]),
         "delete": ("v2", ["delete", "{index}", "--ids", ",".join(DELETE_IDS)]),
         "compact": ("v3", ["compact", "{index}"]),
     }[job.op]
@@ -379,6 +384,7 @@ def expected_after(job: Job) -> tuple[int, dict[str, tuple[str, str, dict]]]:
         "index": (4, docs_of(REBUILD_RECORDS)),
         "index-new": (1, docs_of(tiny_records())),
         "add": (2, added),
+        "add-merge": (2, added),
         "delete": (3, deleted),
         "compact": (4, deleted),
     }[job.op]
@@ -446,6 +452,8 @@ def test_a_killed_writer_leaves_the_state_before_or_after(sweep, job):
     assert after["docs"] == sorted(doc_key(k, *v) for k, v in docs.items())
     assert leftovers(Path(result["after"])) == []
     assert before != after
+    if job.op == "add-merge":
+        assert len(Manifest.read(Path(result["after"])).segments) == 1
 
     points = result["points"]
     counts = {"before": 0, "after": 0}
