@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from searchkit.errors import CorruptIndex
-from searchkit.index.lexical import Terms, TermStats
+from searchkit.index.lexical import Terms, TermStats, score_bound
 from searchkit.index.sharded import ShardedManifest, check_shard_manifests
 from searchkit.models import Document, Passage
 from searchkit.options import SearchOptions
@@ -119,6 +119,7 @@ class ShardedIndex:
         self.path = Path(path)
         self._verify = verify
         self._ray_address = ray_address
+        self._last_stats: tuple[Sequence[Terms], list[TermStats]] | None = None
         self._manifest, self._shards = self._open()
 
     @classmethod
@@ -174,6 +175,7 @@ class ShardedIndex:
             return False
         old = self._shards
         self._manifest, self._shards = self._open()
+        self._last_stats = None
         self.__dict__.pop("_fields", None)
         old.close()
         return True
@@ -209,14 +211,30 @@ class ShardedIndex:
         stats = None
         lexical = self._manifest.lexical
         if batch.terms is not None and lexical is not None and lexical.kind == "bm25":
-            per_shard = self._shards.term_stats(batch.terms)
-            stats = [functools.reduce(operator.add, q) for q in zip(*per_shard, strict=True)]
+            stats = self._term_stats(batch.terms)
         ranked = self._shards.ranked(batch, fusion_depth(batch, depth), flt, options, stats)
         merged, owners = _merge(ranked)
         scores, refs = merged.fused(depth, fuse)
         wanted = _wanted(len(ranked), refs, merged.best_passages(), owners)
         found = self._shards.documents(wanted, batch.vectors)
         return _candidates(found, scores, refs, owners)
+
+    def lexical_bounds(self, terms: Sequence[Terms]) -> list[float]:
+        """Each query's BM25 ``score_bound`` under the whole index's statistics, for ``gated``
+        fusion (as ``PlainIndex.lexical_bounds``)."""
+        stats = self._term_stats(terms)
+        return [score_bound(t, s) for t, s in zip(terms, stats, strict=True)]
+
+    def _term_stats(self, terms: Sequence[Terms]) -> list[TermStats]:
+        """Each query's BM25 statistics summed over the shards. The last batch's are kept for
+        its candidates: the ``Searcher`` asks for the bounds of the same ``terms`` first."""
+        last = self._last_stats
+        if last is not None and last[0] is terms:
+            return last[1]
+        per_shard = self._shards.term_stats(terms)
+        stats = [functools.reduce(operator.add, q) for q in zip(*per_shard, strict=True)]
+        self._last_stats = (terms, stats)
+        return stats
 
 
 def _merge(ranked: list[Ranked]) -> tuple[Ranked, list[tuple[int, int]]]:
