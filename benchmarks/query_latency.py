@@ -4,7 +4,9 @@ searchkit: ``Searcher.search`` (embed the query, vector search, fetch the hits' 
 Parquet, optionally rerank) per single query, and ``search_batch`` for batches. Baseline: the
 same model instances with ``util.semantic_search`` (exact, dot product) over the very vectors
 stored in the index, passages held in memory, and ``CrossEncoder.predict`` for reranking. The
-two are timed query by query, interleaved, alternating which goes first.
+two are timed query by query, interleaved, alternating which goes first. Per mode: p50/p95/p99
+of both and of searchkit's docstore fetch (the ``fetch`` stage of ``searchkit.query.timing``).
+For the issue's figure (300 queries, k=10, no rerank): ``--queries 300 --candidates ''``.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ def main() -> None:
     index = benchdata.bench_index(
         data, args.index, rebuild=args.rebuild, backend=args.backend, kind=args.kind
     )
-    searcher = Searcher.open(index, reranker=str(args.reranker))
+    # no query-embedding cache: every mode times the same texts, each must embed them
+    searcher = Searcher.open(index, reranker=str(args.reranker), query_cache=0)
     baseline = Baseline(searcher, index)
     texts = list(data.queries.values())
     results = {
@@ -112,6 +115,13 @@ def _measure(searcher: Any, base: Baseline, texts: list[str], args: Any) -> dict
         single,
         args,
     )
+    if searcher.manifest.lexical:  # the default mode (the baseline stays dense)
+        modes["retrieve (hybrid)"] = _paired(
+            lambda q: searcher.search(q, k, rerank=False, mode="hybrid"),
+            lambda q: base.retrieve([q], k),
+            single,
+            args,
+        )
     for c in args.candidates:
         modes[f"retrieve+rerank@{c}"] = _paired(
             lambda q, c=c: searcher.search(q, k, candidates=c, mode="dense"),
@@ -139,15 +149,30 @@ def _paired(
     args: Any,
     per_item: int = 1,
 ) -> dict[str, Any]:
-    """Time ``ours`` and ``theirs`` on each input, alternating which runs first."""
+    """Time ``ours`` and ``theirs`` on each input, alternating which runs first, and the
+    docstore fetch inside ``ours``."""
+    from searchkit.query import timing
+
     for item in inputs[: args.warmup]:
         ours(item)
         theirs(item)
-    times: dict[str, list[float]] = {"searchkit": [], "baseline": []}
+    times: dict[str, list[float]] = {"searchkit": [], "baseline": [], "fetch": []}
+    fetched: list[float] = []
+
+    def sink(name: str, seconds: float) -> None:
+        if name == "fetch":
+            fetched.append(seconds)
+
+    def recorded(item: Any) -> Any:
+        with timing.recording(sink):
+            return ours(item)
+
     for i, item in enumerate(inputs):
-        order = [("searchkit", ours), ("baseline", theirs)][:: 1 if i % 2 == 0 else -1]
+        order = [("searchkit", recorded), ("baseline", theirs)][:: 1 if i % 2 == 0 else -1]
         for name, fn in order:
             times[name].append(common.timed(fn, item)[1] / per_item)
+        times["fetch"].append(sum(fetched) / per_item)
+        fetched.clear()
     stats = {name: common.percentiles(samples) for name, samples in times.items()}
     stats["ratio"] = {
         p: common.ratio(stats["searchkit"].get(p), stats["baseline"].get(p))
@@ -165,6 +190,9 @@ def _table(results: dict[str, Any], args: Any) -> common.Table:
             "p50",
             "p95",
             "p99",
+            "p95/p50",
+            "fetch p50",
+            "fetch p95",
             "baseline p50",
             "baseline p95",
             "baseline p99",
@@ -173,7 +201,8 @@ def _table(results: dict[str, Any], args: Any) -> common.Table:
         ],
         note="baseline: sentence-transformers util.semantic_search over the index's vectors "
         "(+ CrossEncoder.predict for rerank), same model instances; ratio = searchkit / "
-        "baseline. Batch rows are per query (batch time / batch size).",
+        "baseline; fetch: the docstore read of the hits inside searchkit's time. Batch rows are "
+        "per query (batch time / batch size).",
     )
     for mode, s in results["modes"].items():
         ours, base = s["searchkit"], s["baseline"]
@@ -183,6 +212,9 @@ def _table(results: dict[str, Any], args: Any) -> common.Table:
             ours["p50"],
             ours["p95"],
             ours["p99"],
+            common.ratio(ours.get("p95"), ours.get("p50")),
+            s["fetch"].get("p50"),
+            s["fetch"].get("p95"),
             base["p50"],
             base["p95"],
             base["p99"],

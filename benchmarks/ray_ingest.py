@@ -10,6 +10,12 @@ quieter during the run weighs on every side alike, and medians are reported. Rep
 phase (first block started to last block written, model loads
 excluded, as build_index's ``docs_per_second``) and end to end (Ray start-up, actor start-up and
 model loads, shards, commit), each as seconds, docs/s and the ratio to the baseline.
+
+Both sides build what ``searchkit index`` builds by default, BM25 and chunking included
+(``--lexical``, ``--chunk-tokens``: the same on both sides). Quality: each built index answers
+the dataset's queries in dense, lexical and hybrid mode (no rerank), scored by nDCG@10; a
+sharded index's BM25 uses index-wide statistics, so its figures equal the plain build's (up to
+the vectors' rounding, which differs with the batches each side embeds).
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="texts per forward pass")
     parser.add_argument("--block-docs", type=int, default=256, help="corpus lines per block")
     parser.add_argument("--repeats", type=int, default=1, help="rounds, order reversed each")
+    parser.add_argument("--lexical", default="bm25", help="bm25 or none, on both sides")
+    parser.add_argument("--chunk-tokens", type=int, default=None, help="tokens per passage")
     args, header = common.start(parser, NAME)
     dataset = benchdata.load_dataset(args.dataset, args.split, args.limit)
     sides = [0, *args.workers]  # 0: the baseline
@@ -43,13 +51,14 @@ def main() -> None:
             common.note(f"{label}, round {i + 1}/{args.repeats} ...")
             job = build if not workers else ray_ingest
             scratch = benchdata.workdir()
-            runs[workers].append(common.in_child(job, dataset.corpus, scratch, workers, vars(args)))
+            opts = {**vars(args), "queries": dataset.queries, "qrels": dataset.qrels}
+            runs[workers].append(common.in_child(job, dataset.corpus, scratch, workers, opts))
     results = _summarize(runs, args)
     common.report(NAME, args, header, _tables(results), results)
 
 
 def build(corpus: Path, scratch: Path, _workers: int, opts: dict[str, Any]) -> dict[str, Any]:
-    """Child process: a plain build_index of vectors only (as the shards), timed."""
+    """Child process: a plain build_index (the shards' settings), timed, then its quality."""
     import torch
 
     from searchkit import build_index
@@ -59,7 +68,8 @@ def build(corpus: Path, scratch: Path, _workers: int, opts: dict[str, Any]) -> d
         corpus,
         scratch / "baseline",
         backend=opts["backend"],
-        lexical="none",
+        lexical=opts["lexical"],
+        chunk_tokens=opts["chunk_tokens"],
         batch_size=opts["batch_size"],
         force=True,
         progress=False,
@@ -69,8 +79,10 @@ def build(corpus: Path, scratch: Path, _workers: int, opts: dict[str, Any]) -> d
         "workers": 1,
         "threads_per_worker": torch.get_num_threads(),
         "documents": report.manifest.documents,
+        "passages": report.manifest.passage_counts(),
         "embed_seconds": report.embed_seconds,
         "seconds": report.seconds,
+        "ndcg@10": _quality(report.path, opts),
     }
 
 
@@ -85,6 +97,8 @@ def ray_ingest(corpus: Path, scratch: Path, workers: int, opts: dict[str, Any]) 
         address="local",
         workers=workers,
         backend=opts["backend"],
+        lexical=opts["lexical"],
+        chunk_tokens=opts["chunk_tokens"],
         batch_size=opts["batch_size"],
         block_docs=opts["block_docs"],
         force=True,
@@ -95,11 +109,31 @@ def ray_ingest(corpus: Path, scratch: Path, workers: int, opts: dict[str, Any]) 
         "workers": report.workers,
         "threads_per_worker": report.manifest.ingest.get("worker_threads"),
         "documents": report.manifest.documents,
+        "passages": report.manifest.passage_counts(),
         "blocks": report.blocks,
         "shards": len(report.manifest.shards),
         "embed_seconds": report.embed_seconds,
         "seconds": report.seconds,
+        "ndcg@10": _quality(report.path, opts),
     }
+
+
+def _quality(path: Path, opts: dict[str, Any]) -> dict[str, float]:
+    """nDCG@10 of the index at ``path`` per mode (dense, and lexical and hybrid with BM25)."""
+    from searchkit import Searcher
+    from searchkit.eval.metrics import score_run
+
+    searcher = Searcher.open(path)
+    qids = list(opts["queries"])
+    texts = [opts["queries"][q] for q in qids]
+    modes = ("dense", "lexical", "hybrid") if opts["lexical"] != "none" else ("dense",)
+    out = {}
+    for mode in modes:
+        found = searcher.search_batch(texts, k=10, rerank=False, mode=mode)
+        run = {q: {h.id: h.score for h in hits} for q, hits in zip(qids, found, strict=True)}
+        out[mode] = score_run(opts["qrels"], run)["nDCG@10"]
+    searcher.close()
+    return out
 
 
 def _summarize(runs: dict[int, list[dict[str, Any]]], args: Any) -> dict[str, Any]:
@@ -124,7 +158,23 @@ def _summarize(runs: dict[int, list[dict[str, Any]]], args: Any) -> dict[str, An
         )
     order = f"{args.repeats} round(s), order reversed every round (ABC CBA ...)"
     docs = base["documents"]
-    return {"documents": docs, "backend": args.backend, "order": order, "runs": medians}
+    # quality is the same every round (the same index): the first round's, and the largest
+    # difference from the plain build's over the sharded runs and modes
+    gap = max(
+        abs(run["ndcg@10"][mode] - base["ndcg@10"][mode])
+        for run in medians[1:]
+        for mode in base["ndcg@10"]
+    )
+    return {
+        "documents": docs,
+        "passages": base["passages"],
+        "backend": args.backend,
+        "lexical": args.lexical,
+        "chunk_tokens": args.chunk_tokens,
+        "order": order,
+        "runs": medians,
+        "max_ndcg_difference": gap,
+    }
 
 
 def _tables(r: dict[str, Any]) -> list[common.Table]:
@@ -145,6 +195,13 @@ def _tables(r: dict[str, Any]) -> list[common.Table]:
         "end to end: the whole call, Ray and actor start-up, model loads, shards and commit. "
         f"Medians over {r['order']}.",
     )
+    modes = list(r["runs"][0]["ndcg@10"])
+    quality = common.Table(
+        f"nDCG@10, plain against sharded ({r['lexical']}, no rerank)",
+        ["run", "shards", *modes],
+        note="a sharded index scores BM25 with index-wide statistics; largest difference "
+        f"from the plain build: {r['max_ndcg_difference']:.4f}",
+    )
     for run in r["runs"]:
         table.add(
             run["run"],
@@ -157,7 +214,8 @@ def _tables(r: dict[str, Any]) -> list[common.Table]:
             run["end_to_end_docs_per_second"],
             run["end_to_end_vs_baseline"],
         )
-    return [table]
+        quality.add(run["run"], run.get("shards", 1), *(run["ndcg@10"][m] for m in modes))
+    return [table, quality]
 
 
 if __name__ == "__main__":

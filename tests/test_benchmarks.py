@@ -78,7 +78,9 @@ def test_query_latency(tiny_beir: Path, tmp_path: Path, reranker_path: Path) -> 
         "--threads", "1",
     )  # fmt: skip
     assert r["documents"] == 30
-    assert set(r["modes"]) == {"retrieve", "retrieve+rerank@5", "batch of 4 (retrieve)"}
+    assert set(r["modes"]) == {
+        "retrieve", "retrieve (hybrid)", "retrieve+rerank@5", "batch of 4 (retrieve)"
+    }  # fmt: skip
     assert r["modes"]["retrieve"]["searchkit"]["n"] == 5
     for mode in r["modes"].values():
         for side in ("searchkit", "baseline"):
@@ -102,6 +104,30 @@ def test_ann(tmp_path: Path) -> None:
         assert p["qps"] > 0
     assert points[("faiss hnsw", 256)]["recall@10"] >= 0.9
     assert all(b["bytes"] > 0 and b["build_seconds"] >= 0 for b in r["builds"])
+
+
+def test_scale(tiny_beir: Path, tmp_path: Path) -> None:
+    r = run_script(
+        "scale", tmp_path,
+        "--size", "2000", "--queries", "20", "--shards", "2", "--m", "8",
+        "--ef-construction", "40", "--ef", "10,1000", "--batch", "10", "--exact-queries", "5",
+        "--reference", str(tiny_beir), "--reference-index", str(tmp_path / "ref"),
+        "--threads", "1",
+    )  # fmt: skip
+    assert [s["rows"] for s in r["build"]["shards"]] == [1000, 1000]
+    points = {(p["mode"], p["system"], p["ef"]): p for p in r["sweeps"]}
+    assert len(points) == 3 + 2 * 3 * 2  # exact; per system, mode and ef
+    for mode in ("1 core", "all cores", "batch"):
+        assert points[(mode, "exact (faiss flat)", None)]["speedup"] == pytest.approx(1.0)
+        # ef as large as a shard: the search is all but exhaustive
+        assert points[(mode, "searchkit", 1000)]["recall"] >= 0.99
+        assert points[(mode, "raw hnswlib", 1000)]["recall"] >= 0.99
+    assert all(0 <= p["recall"] <= 1 and p["qps"] > 0 for p in r["sweeps"])
+    per_vector = r["disk"]["per_vector"]
+    assert per_vector["vectors"] == pytest.approx(384 * 4, rel=0.01)
+    assert per_vector["index: graph"] > 0
+    assert r["calibration"]["rows"] == 30
+    assert r["calibration"]["real"]["1st neighbour"]["p50"] > 0
 
 
 def test_quality(tiny_beir: Path, tmp_path: Path, reranker_path: Path) -> None:
@@ -243,6 +269,10 @@ def test_ray_ingest(tiny_beir: Path, tmp_path: Path) -> None:
     assert ray_run["shards"] == 2
     assert ray_run["documents"] == base["documents"] == 30 and ray_run["blocks"] == 4
     assert base["embed_vs_baseline"] == 1.0 and ray_run["end_to_end_vs_baseline"] > 0
+    # the sharded index scores BM25 with index-wide statistics: the plain build's quality
+    assert set(ray_run["ndcg@10"]) == {"dense", "lexical", "hybrid"}
+    assert ray_run["ndcg@10"]["lexical"] == pytest.approx(base["ndcg@10"]["lexical"], abs=1e-9)
+    assert r["max_ndcg_difference"] < 0.02
 
 
 def test_runtimes(tiny_beir: Path, tmp_path: Path, reranker_path: Path) -> None:

@@ -74,7 +74,7 @@ def test_manifest_records_what_the_issue_asks(tiny_corpus, tmp_path):
     for entry in data["files"].values():
         path = report.path / entry["path"]
         assert entry["bytes"] == path.stat().st_size and entry["sha256"] == sha256_file(path)
-    parts = ("docs", "fields", "index", "lexical", "passages", "vectors")
+    parts = ("docs", "fields", "index", "lexical", "passages", "rows", "vectors")
     assert sorted(data["files"]) == [f"s000001/{p}" for p in parts]
     assert data["lexical"]["kind"] == "bm25"  # the default first stage beside the vectors
     assert pq.read_table(report.path / data["files"]["s000001/docs"]["path"]).num_rows == 12

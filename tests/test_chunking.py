@@ -188,14 +188,6 @@ def test_cli_json_reports_the_passage(chunked):
     assert set(hit["passage"]) == {"index", "start", "end", "text"}
 
 
-def test_ray_ingest_refuses_to_chunk(tmp_path):
-    from searchkit.distributed.ingest import ingest
-
-    with pytest.raises(InvalidParameter, match="pass chunk=False") as err:
-        ingest(write_jsonl(tmp_path / "c.jsonl", records()), tmp_path / "out", chunk=True)
-    assert err.value.param == "chunk"
-
-
 def test_a_format_3_index_opens_and_takes_upserts(tmp_path):
     path = build(tmp_path, chunk=False)
     manifest = json.loads((path / "manifest.json").read_text())

@@ -294,18 +294,18 @@ def test_readers_see_one_version_while_another_process_commits(index, tmp_path):
         Path(path).write_text(json.dumps(summary, indent=2) + "\n")
 
 
-@pytest.mark.parametrize("backend", ["faiss", "hnswlib"])
+@pytest.mark.parametrize(("backend", "kind"), [("faiss", "hnsw"), ("hnswlib", "hnsw")])
 def test_open_retries_when_a_commit_removes_the_vector_index_it_is_loading(
-    tmp_path, monkeypatch, backend
+    tmp_path, monkeypatch, backend, kind
 ):
     """A reader opening version v while a writer's commit removes v's files must retry and open
     the new version, whichever file goes missing under it (here: the vector index, between the
     size/checksum check and its load; the interleaving is forced, the writer is real)."""
     corpus = write_jsonl(tmp_path / "tiny.jsonl", tiny_records())
-    index = build_index(corpus, tmp_path / "idx", backend=backend, progress=False).path
+    index = build_index(corpus, tmp_path / "idx", backend=backend, kind=kind, progress=False).path
     with IndexWriter.open(index) as w:
         w.delete(["chess"])  # version 2: something to compact
-    cls = get_backend(backend)
+    cls = get_backend(backend)  # (a flat index has no file of its own to load)
     real_load = cls.load.__func__
     commits = []
 

@@ -38,6 +38,7 @@ from searchkit import (
     verify_index,
 )
 from searchkit.distributed.blocks import parse_block, plan_blocks
+from searchkit.index.lexical import user_dict_path
 from searchkit.index.sections import CorpusSection, EncoderSection
 from searchkit.index.segment import VectorSpec
 from searchkit.index.sharded import (
@@ -258,22 +259,38 @@ def sharded(cluster: str, corpus: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def single(corpus: Path) -> Path:
-    """The same corpus as one ordinary exact index, vectors only like the shards."""
+    """The same corpus as one ordinary exact index (with BM25, as the shards)."""
     out = corpus.parent / "single"
-    return build_index(corpus, out, backend="exact", lexical="none", progress=False).path
+    return build_index(corpus, out, backend="exact", progress=False).path
 
 
 def results(searcher: Searcher, queries: list[str], **options) -> list[list[tuple[str, float]]]:
     return [[(h.id, h.score) for h in hits] for hits in searcher.search_batch(queries, **options)]
 
 
-def assert_same(a: Searcher, b: Searcher, queries: list[str], **options) -> None:
-    """Both searchers return the same ids in the same order, with the same scores."""
+def assert_same(
+    a: Searcher, b: Searcher, queries: list[str], atol: float = 1e-5, **options
+) -> None:
+    """Both searchers return the same ids in the same order, with the same scores; documents
+    of equal scores (within ``atol``: the fillers tie in BM25) may come in any order, and a
+    tie cut by ``k`` at the end may hold different ones."""
     for hits_a, hits_b in zip(
         results(a, queries, **options), results(b, queries, **options), strict=True
     ):
-        assert [i for i, _ in hits_a] == [i for i, _ in hits_b]
-        np.testing.assert_allclose([s for _, s in hits_a], [s for _, s in hits_b], atol=1e-5)
+        np.testing.assert_allclose([s for _, s in hits_a], [s for _, s in hits_b], atol=atol)
+        ties_a, ties_b = _ties(hits_a, atol), _ties(hits_b, atol)
+        assert len(ties_a) == len(ties_b) and ties_a[:-1] == ties_b[:-1]
+
+
+def _ties(hits: list[tuple[str, float]], atol: float) -> list[set[str]]:
+    """The ids of each run of equal scores, best first."""
+    runs: list[tuple[float, set[str]]] = []
+    for doc, score in hits:
+        if runs and abs(runs[-1][0] - score) <= atol:
+            runs[-1][1].add(doc)
+        else:
+            runs.append((score, {doc}))
+    return [ids for _, ids in runs]
 
 
 def test_blocks_parse_exactly_as_corpus_reader(tmp_path: Path) -> None:
@@ -357,10 +374,10 @@ def test_sharded_index_is_a_parent_manifest_over_ordinary_indexes(sharded: Path)
     # the parent manifest names every shard file, and was written after all of them
     newest = max(f.stat().st_mtime_ns for f in (sharded / "shards").rglob("*") if f.is_file())
     assert (sharded / "manifest.json").stat().st_mtime_ns >= newest
-    # per shard its manifest and docs, vectors, index, fields and passages
-    assert len(m.files) == 2 * (1 + 5) and len(m.segments) == 2
+    # per shard its manifest and docs, vectors, index, fields, passages and BM25 terms
+    assert len(m.files) == 2 * (1 + 6) and len(m.segments) == 2
     assert verify_index(sharded).documents == 48
-    assert m.chunking is not None and not m.chunking.enabled
+    assert m.chunking is not None and m.chunking.enabled  # the tiny documents need no split
     assert m.passage_counts() == {"passages": 48, "chunked": 0, "truncated": 0}
 
 
@@ -378,19 +395,58 @@ def test_exact_shards_return_what_one_exact_index_returns(sharded: Path, single:
 
 
 @pytest.mark.slow
-def test_sharded_index_is_dense_only(sharded: Path, corpus: Path, tmp_path: Path) -> None:
+def test_ray_shards_carry_bm25_and_search_hybrid_like_one_index(
+    sharded: Path, single: Path, corpus: Path, tmp_path: Path
+) -> None:
     from searchkit.distributed.ingest import ingest
 
-    many = Searcher.open(sharded)
-    assert many.manifest.lexical is None and many.search("tides", 1, rerank=False).mode == "dense"
-    for mode in ("lexical", "hybrid"):
-        with pytest.raises(InvalidParameter, match="sharded index, which holds vectors only"):
-            many.search("tides", mode=mode)
+    many, one = Searcher.open(sharded), Searcher.open(single)
+    assert many.manifest.lexical == one.manifest.lexical and many.manifest.language == "en"
+    assert all(Manifest.read(sharded / s.path).lexical for s in many.manifest.shards)
+    assert many.search("tides", 1, rerank=False).mode == "hybrid"  # the default, as on one index
+    queries = [*QUERIES, *EXTRA_QUERIES]
+    # BM25 with index-wide statistics: one index's scores (to 1e-6), over every matching document
+    assert_same(many, one, queries, atol=1e-6, k=48, rerank=False, mode="lexical")
+    # the shards embedded other batches than the single build: the vectors differ by rounding,
+    # which the weighted fusion's min-max normalization magnifies
+    for mode in ("hybrid", "dense"):
+        assert_same(many, one, queries, atol=1e-4, k=10, rerank=False, mode=mode)
+    assert_same(many, one, queries, atol=1e-4, k=5, rerank=False, where="year >= 2005")
     with pytest.raises(InvalidParameter, match="unknown mode"):
         many.search("tides", mode="sparse")
-    with pytest.raises(InvalidParameter, match="holds vectors only, not 'bm25' lexical data"):
-        ingest(corpus, tmp_path / "out", lexical="bm25")
+    with pytest.raises(InvalidParameter, match="stores BM25 terms, not SPLADE's"):
+        ingest(corpus, tmp_path / "out", lexical="splade")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_chinese_corpus_ingests_chunked_with_its_analyzer(cluster: str, tmp_path: Path):
+    lines = (REPO / "corpora/zh-shop/corpus.jsonl").read_text(encoding="utf-8").splitlines()
+    corpus = write_jsonl(tmp_path / "zh.jsonl", lines[:40])
+    words = tmp_path / "words.txt"
+    words.write_text("超视网膜\n仿生芯片\n", encoding="utf-8")
+    options = {"model": "all-MiniLM-L6-v2", "user_dict": words}
+    options |= {"chunk_tokens": 24, "chunk_overlap": 8}
+    many = Searcher.open(sharded_ingest(corpus, tmp_path / "many", **options).path)
+    built = build_index(corpus, tmp_path / "one", backend="exact", progress=False, **options)
+    one = Searcher.open(built.path)
+    m = many.manifest
+    assert m.language == one.manifest.language == "zh"  # detected, as by the plain build
+    assert m.lexical == one.manifest.lexical and m.lexical.analyzer["name"] == "zh"
+    assert m.chunking == one.manifest.chunking and m.chunking.enabled
+    # the same passages as the plain build's, in every shard's segments
+    assert m.passage_counts() == one.manifest.passage_counts()
+    assert m.passage_counts()["chunked"] > 10
+    for shard in m.shards:  # each shard has its copy of the user dictionary
+        copy = tmp_path / "many" / shard.path / user_dict_path(m.lexical)
+        assert copy.read_bytes() == words.read_bytes()
+    assert "超视网膜" in many.analyzer.tokens(["超视网膜屏幕"])[0]
+    queries = ["iPhone 15 电池续航", "无线充电", "超视网膜", "售价多少元"]
+    assert_same(many, one, queries, atol=1e-6, k=40, rerank=False, mode="lexical")
+    assert_same(many, one, queries, atol=1e-4, k=5, rerank=False)
+    for hits in many.search_batch(queries, k=10, rerank=False, mode="dense"):
+        assert len({h.id for h in hits}) == len(hits)  # passages collapse to documents
+        assert any(h.passage is not None for h in hits)  # ... with their best passage
 
 
 @pytest.mark.slow

@@ -313,6 +313,36 @@ def query(
     print_hits(path, hits, searcher.reranker.name, as_json=as_json)
 
 
+@app.command()
+def shell(
+    index: Annotated[
+        Path | None, typer.Argument(help="Index folder (default: as for query).")
+    ] = None,
+    reranker: Annotated[
+        str | None, typer.Option(help="CrossEncoder folder or hub name (default: the index's).")
+    ] = None,
+    query_runtime: QueryRuntimeOpt = None,
+    reranker_runtime: RerankerRuntimeOpt = None,
+    verify: Annotated[bool, typer.Option(help="Check file checksums on open.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Query an index interactively with the models kept loaded: type queries, :k 5,
+    :mode dense, :where 'year >= 2020', :rerank off, :help, :quit (stdin may be piped)."""
+    from searchkit.cli.io import locate_index
+    from searchkit.cli.shell import run_shell
+    from searchkit.query.searcher import Searcher
+
+    with reported_errors():
+        path, why = locate_index(index)
+        if why != "given":
+            typer.echo(f"using index {path} ({why})", err=True)
+        searcher = Searcher.open(
+            path, reranker=reranker, verify=verify,
+            query_runtime=query_runtime, reranker_runtime=reranker_runtime,
+        )  # fmt: skip
+        run_shell(path, searcher, as_json=as_json)
+
+
 @app.command("eval")
 @with_search_options
 def eval_(
