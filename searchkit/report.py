@@ -301,7 +301,7 @@ def print_eval(result: EvalResult) -> None:
     console = Console()
     console.print(f"{result.name}: {result.queries} queries on {result.index}", markup=False)
     s = result.search
-    how = f"rrf k={s.get('rrf_k')}" if s.get("fusion") == "rrf" else f"dense={s.get('weight')}"
+    how = f"k={s.get('rrf_k'):g}" if s.get("fusion") == "rrf" else f"dense={s.get('weight')}"
     fused = f", fusion {s.get('fusion')} {how}" if s.get("mode") == "hybrid" else ""
     console.print(f"first stage: {s.get('mode')}{fused}", markup=False)
     console.print(table)
