@@ -148,7 +148,7 @@ def print_manifest(index: Path, manifest: Manifest, as_json: bool = False) -> No
         ("long documents", _chunking(m)),
         ("vector memory", _vector_memory(m)),
         ("disk per vector", _disk_per_vector(m)),
-        ("merge policy", _merge_policy(m.merge)),
+        ("merge policy", _merge_policy(m.merge or MergePolicy())),
         (
             "corpus",
             f"{m.corpus.path} (sha256 {m.corpus.sha256[:16]}..., "

@@ -161,7 +161,7 @@ def test_sharded_parent_manifest_uses_the_same_sections(tmp_path):
         **copy.deepcopy(VERSION_4),
         "kind": "sharded",
         "shards": [{"name": "shard-0000", "path": "shards/v000001/shard-0000", "documents": 11,
-                    "blocks": [0, 1]}],
+                    "blocks": [0, 1], "version": 1}],  # the shard version the parent pins
         "ingest": {"workers": 2},
     }  # fmt: skip
     m = ShardedManifest.read(write(tmp_path / "a", data))

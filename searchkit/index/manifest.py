@@ -94,8 +94,9 @@ class Manifest:
     lexical: LexicalSection | None = None
     # how documents are split into passages (searchkit.ingest.chunking); None: never, not counted
     chunking: ChunkingSection | None = None
-    # how the writer merges segments after a commit (searchkit.index.merge)
-    merge: MergePolicy = field(default_factory=MergePolicy)
+    # how the writer merges segments after a commit (searchkit.index.merge); None: an index
+    # older than merge policies, which merges by the default one (and rewrites unchanged)
+    merge: MergePolicy | None = None
     # the corpus' language (searchkit.analysis.detect_language, or as given); None: an index
     # older than language detection, English
     language: str | None = None
@@ -119,8 +120,9 @@ class Manifest:
     def to_dict(self) -> dict[str, Any]:
         """The manifest as JSON data (what manifest.json holds)."""
         data = asdict(self)
-        if data["language"] is None:  # older indexes stay as they were written
-            del data["language"]
+        for key in ("language", "merge"):  # older indexes stay as they were written
+            if data[key] is None:
+                del data[key]
         for key in SECTIONS:
             if (section := getattr(self, key)) is not None:
                 data[key] = section.to_dict()

@@ -102,6 +102,13 @@ class ShardedManifest(Manifest):
     ingest: dict[str, Any] = field(default_factory=dict)
     routing: Routing | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """As ``Manifest.to_dict``; a block-placed index (no routing) stays as it was written."""
+        data = super().to_dict()
+        if data.get("routing") is None:
+            data.pop("routing", None)
+        return data
+
     @classmethod
     def read(cls, folder: str | Path) -> ShardedManifest:
         """Read and check a sharded parent manifest (``IncompatibleIndex`` if it is not one)."""

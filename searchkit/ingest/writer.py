@@ -138,7 +138,7 @@ class IndexWriter:
             runtime=from_manifest(self.manifest.encoder),
         )
         self.splade = splade_for(self.manifest.lexical)
-        self.merge_policy = merge_policy or self.manifest.merge
+        self.merge_policy = merge_policy or self.manifest.merge or MergePolicy()
         self._state: _State | None = None
 
     @classmethod
