@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # Nothing in the tests may reach the Hugging Face hub.
@@ -128,3 +129,24 @@ def built_index(tmp_path_factory: pytest.TempPathFactory, reranker_path: Path) -
     root = tmp_path_factory.mktemp("built")
     corpus = write_jsonl(root / "tiny.jsonl", tiny_records())
     return build_index(corpus, root / "index", reranker=str(reranker_path), progress=False).path
+
+
+def assert_same_hits(a: list, b: list, atol: float) -> None:
+    """Lists of (id, score) hits per query: the same scores, and the same ids in the same order
+    up to ties (scores within ``atol`` may come in any order; a tie cut by ``k`` at the end of
+    a list may hold different ids)."""
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose([s for _, s in x], [s for _, s in y], atol=atol)
+        tx, ty = _ties(x, atol), _ties(y, atol)
+        assert len(tx) == len(ty) and tx[:-1] == ty[:-1]
+
+
+def _ties(hits: list[tuple[str, float]], atol: float) -> list[set[str]]:
+    """The ids of each run of equal scores, best first."""
+    runs: list[tuple[float, set[str]]] = []
+    for doc, score in hits:
+        if runs and abs(runs[-1][0] - score) <= atol:
+            runs[-1][1].add(doc)
+        else:
+            runs.append((score, {doc}))
+    return [ids for _, ids in runs]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, tiny_records, write_jsonl
+from conftest import REPO, assert_same_hits, tiny_records, write_jsonl
 from typer.testing import CliRunner
 
 from searchkit import (
@@ -293,25 +293,6 @@ def build_sharded(tmp_path: Path, recs: list[dict], shards: int, name: str, **op
 def hits_of(searcher: Searcher, queries: list[str], **search) -> list[list[tuple[str, float]]]:
     found = searcher.search_batch(queries, rerank=False, **search)
     return [[(h.id, h.score) for h in hits] for hits in found]
-
-
-def assert_same_hits(a: list, b: list, atol: float) -> None:
-    """The same scores, and the same ids in the same order up to ties (scores within ``atol``;
-    a tie cut by ``k`` at the end of a list may hold different ids)."""
-    for x, y in zip(a, b, strict=True):
-        np.testing.assert_allclose([s for _, s in x], [s for _, s in y], atol=atol)
-        tx, ty = _ties(x, atol), _ties(y, atol)
-        assert len(tx) == len(ty) and tx[:-1] == ty[:-1]
-
-
-def _ties(hits: list[tuple[str, float]], atol: float) -> list[set[str]]:
-    runs: list[tuple[float, set[str]]] = []
-    for doc, score in hits:
-        if runs and abs(runs[-1][0] - score) <= atol:
-            runs[-1][1].add(doc)
-        else:
-            runs.append((score, {doc}))
-    return [ids for _, ids in runs]
 
 
 SHARD_QUERIES = [*QUERIES, "tides moon", "ocean gravity", "compost soil roses"]

@@ -53,7 +53,7 @@ from searchkit.index.sharded import (
     write_shard,
 )
 from searchkit.ingest.corpus import corpus_sha256
-from tests.conftest import QUERIES, REPO, tiny_records, write_jsonl
+from tests.conftest import QUERIES, REPO, assert_same_hits, tiny_records, write_jsonl
 from tests.ray_faults import KILL_BLOCK, KILL_MARKER
 
 ray = pytest.importorskip("ray")
@@ -274,23 +274,7 @@ def assert_same(
     """Both searchers return the same ids in the same order, with the same scores; documents
     of equal scores (within ``atol``: the fillers tie in BM25) may come in any order, and a
     tie cut by ``k`` at the end may hold different ones."""
-    for hits_a, hits_b in zip(
-        results(a, queries, **options), results(b, queries, **options), strict=True
-    ):
-        np.testing.assert_allclose([s for _, s in hits_a], [s for _, s in hits_b], atol=atol)
-        ties_a, ties_b = _ties(hits_a, atol), _ties(hits_b, atol)
-        assert len(ties_a) == len(ties_b) and ties_a[:-1] == ties_b[:-1]
-
-
-def _ties(hits: list[tuple[str, float]], atol: float) -> list[set[str]]:
-    """The ids of each run of equal scores, best first."""
-    runs: list[tuple[float, set[str]]] = []
-    for doc, score in hits:
-        if runs and abs(runs[-1][0] - score) <= atol:
-            runs[-1][1].add(doc)
-        else:
-            runs.append((score, {doc}))
-    return [ids for _, ids in runs]
+    assert_same_hits(results(a, queries, **options), results(b, queries, **options), atol)
 
 
 def test_blocks_parse_exactly_as_corpus_reader(tmp_path: Path) -> None:
