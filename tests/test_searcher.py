@@ -122,8 +122,8 @@ def test_missing_index(tmp_path):
 
 def test_missing_file(index_copy):
     manifest = json.loads((index_copy / "manifest.json").read_text())
-    (index_copy / manifest["files"]["s000001/index"]["path"]).unlink()
-    with pytest.raises(CorruptIndex, match="s000001/index file is missing"):
+    (index_copy / manifest["files"]["s000001/vectors"]["path"]).unlink()
+    with pytest.raises(CorruptIndex, match="s000001/vectors file is missing"):
         Searcher.open(index_copy)
 
 

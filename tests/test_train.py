@@ -151,7 +151,8 @@ def test_train_reranker_cli(built_index: Path, reranker_path: Path, tmp_path: Pa
     report = json.loads(done.stdout)
     assert set(report["ndcg10"]) == {"first_stage", "before", "after"}
     assert report["train_queries"] == 3 and report["eval_queries"] == 2 and report["steps"] >= 1
-    assert list((out / "checkpoints").glob("checkpoint-*"))
+    assert not (out / "checkpoints").exists() and not (out / "run.json").exists()
+    assert not (tmp_path / ".rr.training").exists()  # the staging folder became the model
     assert json.loads((out / "training.json").read_text())["model"] == str(out)
     hits = Searcher.open(built_index, reranker=str(out)).search(next(iter(QUERIES)), 3)
     assert hits.reranked and len(hits) == 3

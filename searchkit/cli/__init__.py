@@ -89,7 +89,7 @@ MergePolicyOpt = Annotated[
     typer.Option(
         "--merge-policy",
         help="Merging of small segments after each commit: tiered or none (only compact) "
-        "[tiered]; recorded in the index (on add: for this add only).",
+        "(default: tiered); recorded in the index (on add: for this add only).",
     ),
 ]
 SegmentsPerTierOpt = Annotated[
@@ -170,7 +170,7 @@ def index(
         str | None,
         typer.Option(
             help="Lexical first stage stored in the index: bm25, splade (not with --ray) or "
-            "none [bm25]."
+            "none (default: bm25)."
         ),
     ] = None,
     splade_model: SpladeOpt = DEFAULT_SPLADE,

@@ -223,7 +223,8 @@ class ShardedIndex:
         """Each query's BM25 ``score_bound`` under the whole index's statistics, for ``gated``
         fusion (as ``PlainIndex.lexical_bounds``)."""
         stats = self._term_stats(terms)
-        return [score_bound(t, s) for t, s in zip(terms, stats, strict=True)]
+        k1 = self._manifest.lexical.k1 or 0.0
+        return [score_bound(t, s, k1) for t, s in zip(terms, stats, strict=True)]
 
     def _term_stats(self, terms: Sequence[Terms]) -> list[TermStats]:
         """Each query's BM25 statistics summed over the shards. The last batch's are kept for

@@ -278,10 +278,12 @@ class SparseRetriever:
         return TermStats(self.documents, self.length, df)
 
 
-def score_bound(terms: Terms, stats: TermStats) -> float:
-    """A BM25 score no document reaches for ``terms`` under ``stats``: the sum of each term's
-    weight x idf (Lucene's term frequency part stays below 1). ``gated`` fusion's bound."""
-    return float(np.sum(np.asarray(terms[1], dtype=np.float64) * _idf(stats)))
+def score_bound(terms: Terms, stats: TermStats, k1: float) -> float:
+    """The BM25 score of a document holding each of ``terms`` once at the average length, under
+    ``stats``: the sum of each term's weight x idf x 1 / (1 + k1). A match of the whole query;
+    longer documents score a little below it, repeated terms above. ``gated`` fusion's bound."""
+    idf = np.asarray(terms[1], dtype=np.float64) * _idf(stats)
+    return float(np.sum(idf) / (1 + k1))
 
 
 def _idf(stats: TermStats) -> np.ndarray:

@@ -131,7 +131,8 @@ class PlainIndex:
 
     def lexical_bounds(self, terms: Sequence[Terms]) -> list[float]:
         """Each query's BM25 ``score_bound`` over this index, for ``gated`` fusion."""
-        return [score_bound(t, s) for t, s in zip(terms, self.term_stats(terms), strict=True)]
+        k1 = self.view.sparse.config.k1 or 0.0
+        return [score_bound(t, s, k1) for t, s in zip(terms, self.term_stats(terms), strict=True)]
 
 
 def fusion_depth(batch: QueryBatch, depth: int) -> int:
