@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from searchkit.errors import InvalidParameter
 from searchkit.options import FUSIONS, SearchOptions
-from searchkit.query.fusion import dbsf, fuser, gated, head_strength, rrf, weighted
+from searchkit.query.fusion import dbsf, fuser, gated, lexical_gate, rrf, weighted
 
 
 def ranked(*rows: list[tuple[int, float]], width: int = 4) -> tuple[np.ndarray, np.ndarray]:
@@ -60,23 +60,24 @@ def test_weighted_single_candidate_and_empty_lists():
     assert scores[0, 0] == pytest.approx(0.6)  # a lone candidate normalizes to 1
 
 
-def test_gated_scales_the_lexical_share_by_its_head_strength():
+def test_gated_scales_the_lexical_share_by_its_lexical_gate():
     dense = ranked([(1, 0.9), (2, 0.5), (3, 0.3), (4, 0.1)])
-    lexical = ranked([(3, 2.0)])  # one weak match: 2 of an attainable 20
+    lexical = ranked([(3, 4.0)])  # one weak match: 4 of a whole-query 20, gate (4/16)^2
     scores, refs = gated([dense, lexical], depth=4, weights=[0.5, 0.5], bounds=[20.0])
     assert refs[0].tolist() == [1, 2, 3, 4]
-    assert scores[0].tolist() == pytest.approx([0.5, 0.25, 0.125 + 0.05, 0.0])
+    assert scores[0].tolist() == pytest.approx([0.5, 0.25, 0.125 + 0.5 / 16, 0.0])
     # weighted gives the lone match the full lexical share: 0.125 + 0.5 beats 0.5
     assert weighted([dense, lexical], depth=4, weights=[0.5, 0.5])[1][0, 0] == 3
-    strong = gated([dense, lexical], depth=4, weights=[0.5, 0.5], bounds=[2.0])
-    assert strong[1][0].tolist() == [3, 1, 2, 4]  # reaching its bound: the full share
+    strong = gated([dense, lexical], depth=4, weights=[0.5, 0.5], bounds=[5.0])
+    assert strong[1][0].tolist() == [3, 1, 2, 4]  # 0.8 of its bound: the full share
 
 
-def test_head_strength():
-    assert head_strength(np.array([3.0, 1.0]), 12.0) == pytest.approx(0.25)
-    assert head_strength(np.array([30.0]), 12.0) == 1.0
-    assert head_strength(np.array([]), 12.0) == 0.0
-    assert head_strength(np.array([1.0]), 0.0) == 0.0
+def test_lexical_gate():
+    assert lexical_gate(np.array([4.8, 1.0]), 12.0) == pytest.approx(0.25)  # (4.8/9.6)^2
+    assert lexical_gate(np.array([8.0]), 10.0) == 1.0  # 0.8 of the bound
+    assert lexical_gate(np.array([30.0]), 12.0) == 1.0
+    assert lexical_gate(np.array([]), 12.0) == 0.0
+    assert lexical_gate(np.array([1.0]), 0.0) == 0.0
 
 
 def test_dbsf_normalizes_by_mean_and_three_sd():

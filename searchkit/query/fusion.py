@@ -10,11 +10,13 @@
   Its weakness: a list holding one weak candidate normalizes it to 1, so a document matching a
   single common query word takes the full lexical share.
 * ``gated`` (the default): ``weighted`` with the lexical share of each query scaled by how
-  strong its lexical head is, ``min(1, top BM25 score / bound)``, where ``bound`` is the score
-  no document can reach for that query (the sum of its terms' weight x idf: Lucene's term
-  frequency part stays below 1). A lexical list whose best match covers a small part of the
-  query (one common word of a long question) then weighs little, a list that matches the
-  query's rare words well keeps the full share. Without bounds (SPLADE) it is ``weighted``.
+  strong its lexical head is: ``min(1, top BM25 score / (FULL_SHARE_AT x bound)) ** 2``, where
+  ``bound`` is the score of a document matching the whole query (each term once, at the
+  average length: the sum of its terms' weight x idf / (1 + k1)). A lexical list whose best
+  match covers a small part of the query (one common word of a long question) then weighs
+  little, a list that matches most of the query's weight keeps the full share. The square and
+  ``FULL_SHARE_AT`` were chosen on the evaluation suite's train/dev splits. Without bounds
+  (SPLADE) it is ``weighted``.
 * ``dbsf``, distribution-based score fusion (as Qdrant's): each list normalized by its own
   mean +/- 3 standard deviations (clipped to [0, 1]; one candidate or all equal: 0.5), then
   weighted as ``weighted``.
@@ -31,6 +33,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from searchkit.defaults import DEFAULT_RRF_K
+
+FULL_SHARE_AT = 0.8  # gated: the lexical head's strength (of its bound) that keeps the full share
 
 Ranked = tuple[np.ndarray, np.ndarray]  # (scores, refs), each (queries, n)
 Fuse = Callable[[Sequence[Ranked], int], Ranked]  # (lists, depth) -> the fused top depth
@@ -63,21 +67,21 @@ def gated(
     lists: Sequence[Ranked], depth: int, weights: Sequence[float], bounds: Sequence[float]
 ) -> Ranked:
     """``weighted`` of a (dense, lexical) pair with query ``q``'s lexical share times
-    ``head_strength`` of its lexical list against ``bounds[q]``, the top ``depth`` per query."""
+    ``lexical_gate`` of its lexical list against ``bounds[q]``, the top ``depth`` per query."""
 
     def gain(i: int, q: int, scores: np.ndarray) -> np.ndarray:
-        share = weights[i] * (head_strength(scores, bounds[q]) if i == 1 else 1.0)
+        share = weights[i] * (lexical_gate(scores, bounds[q]) if i == 1 else 1.0)
         return share * _minmax(scores)
 
     return _fuse(lists, depth, gain)
 
 
-def head_strength(scores: np.ndarray, bound: float) -> float:
-    """``min(1, best score / bound)``: how much of the attainable score the list's best
-    candidate reaches (0 for an empty list or a bound of 0)."""
+def lexical_gate(scores: np.ndarray, bound: float) -> float:
+    """``min(1, best score / (FULL_SHARE_AT x bound)) ** 2``: the share of its weight a lexical
+    list keeps (0 for an empty list or a bound of 0)."""
     if len(scores) == 0 or not bound > 0:
         return 0.0
-    return float(min(1.0, max(0.0, float(scores.max()) / bound)))
+    return float(min(1.0, max(0.0, float(scores.max()) / (FULL_SHARE_AT * bound))) ** 2)
 
 
 def dbsf(lists: Sequence[Ranked], depth: int, weights: Sequence[float]) -> Ranked:
