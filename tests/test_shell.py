@@ -108,7 +108,7 @@ def test_shell_answers_piped_queries_with_one_loaded_searcher(built_index, tmp_p
     assert [len(r["hits"]) for r in results] == [2, 2, 1]
     assert [r["hits"][0]["id"] for r in results] == ["photo", "vaccine", "blackhole"]
     assert all(r["mode"] == "dense" and not r["reranked"] for r in results)
-    # the filter held for the second query only: the first document (year 2000) is left out
+    # the filter held for the second query only: documents after 2001 are left out
     assert all(h["metadata"]["year"] <= 2001 for h in results[1]["hits"])
     assert not (tmp_path / "cache" / "searchkit" / "shell_history").exists()  # not a terminal
 
